@@ -1,0 +1,99 @@
+"""Estimators behind one small interface: fit on a matrix, save as safe files, load, predict.
+
+LightGBM models are saved in LightGBM's own text format: no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import ModelError, UsageError
+from .schema import CATEGORICAL, CLASSIFICATION, FeatureSchema
+
+LIGHTGBM_FILE = "model.lgb.txt"
+DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 20,
+    "num_boost_round": 200,
+    "verbose": -1,
+}
+
+
+class Estimator(Protocol):
+    kind: str
+
+    def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        """Class probabilities (rows x classes) for classifiers, values (rows,) for regressors."""
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the model's files into `folder`; return their names."""
+
+
+class LightGBMEstimator:
+    kind = "lightgbm"
+
+    def __init__(self, booster: Any, n_classes: int):
+        self.booster = booster
+        self.n_classes = n_classes
+
+    def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        out = self.booster.predict(matrix, num_threads=threads)
+        if self.n_classes == 2:
+            return np.column_stack([1.0 - out, out])
+        return out
+
+    def save(self, folder: Path) -> list[str]:
+        self.booster.save_model(str(folder / LIGHTGBM_FILE))
+        return [LIGHTGBM_FILE]
+
+    @classmethod
+    def load(cls, folder: Path, schema: FeatureSchema) -> LightGBMEstimator:
+        import lightgbm
+
+        try:
+            booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_FILE))
+        except lightgbm.basic.LightGBMError as exc:
+            raise ModelError(f"cannot read the LightGBM model in {folder}: {exc}") from exc
+        if booster.num_feature() != len(schema.features):
+            raise ModelError(
+                f"the model in {folder} has {booster.num_feature()} features, its schema {len(schema.features)}"
+            )
+        return cls(booster, len(schema.classes))
+
+
+def lightgbm_objective(schema: FeatureSchema) -> dict[str, Any]:
+    if schema.task != CLASSIFICATION:
+        return {"objective": "regression"}
+    if len(schema.classes) == 2:
+        return {"objective": "binary"}
+    return {"objective": "multiclass", "num_class": len(schema.classes)}
+
+
+def fit_lightgbm(
+    schema: FeatureSchema,
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    params: dict[str, Any],
+    seed: int,
+) -> tuple[LightGBMEstimator, dict[str, Any]]:
+    """Train a booster; returns it and the full parameter set used."""
+    import lightgbm
+
+    merged = {**DEFAULT_LIGHTGBM_PARAMS, **lightgbm_objective(schema), **params, "seed": seed}
+    rounds = int(merged.pop("num_boost_round"))
+    categorical = [i for i, f in enumerate(schema.features) if f.kind == CATEGORICAL]
+    dataset = lightgbm.Dataset(
+        matrix, label=labels, feature_name=schema.names, categorical_feature=categorical, free_raw_data=True
+    )
+    try:
+        booster = lightgbm.train(merged, dataset, num_boost_round=rounds)
+    except lightgbm.basic.LightGBMError as exc:
+        raise UsageError(f"LightGBM refused the parameters: {exc}") from exc
+    return LightGBMEstimator(booster, len(schema.classes)), {**merged, "num_boost_round": rounds}
+
+
+LOADERS = {LightGBMEstimator.kind: LightGBMEstimator.load}

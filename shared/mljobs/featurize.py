@@ -1,0 +1,177 @@
+"""The one featurizer: records or Arrow tables in, a float64 matrix in schema order out.
+
+Numeric and boolean features become their value (missing: NaN); a categorical feature becomes
+the index of its level in the schema (missing or unseen: NaN, which the model treats as missing).
+Every door (training, batch, HTTP, SQL) goes through this module, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import FieldError, InvalidRecordsError
+from .schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature, FeatureSchema
+
+_TRUE = {"true", "1", "yes", "t", "y"}
+_FALSE = {"false", "0", "no", "f", "n"}
+
+
+@dataclass
+class Features:
+    """A featurized batch; rows named in `errors` hold NaN and must not be scored."""
+
+    matrix: np.ndarray
+    errors: list[FieldError]
+
+    @property
+    def bad_rows(self) -> np.ndarray:
+        return np.unique(np.array([e.row for e in self.errors], dtype=np.int64))
+
+
+class Featurizer:
+    def __init__(self, schema: FeatureSchema, strict_categories: bool = False):
+        self.schema = schema
+        self.strict_categories = strict_categories
+        self._codes = [
+            {level: float(i) for i, level in enumerate(f.categories)} for f in schema.features
+        ]
+
+    # --- one record at a time: the serving fast path, no pandas, no Arrow -------------------
+
+    def record_row(self, record: Mapping[str, Any], row: int | None = None) -> tuple[list[float], list[FieldError]]:
+        values: list[float] = []
+        errors: list[FieldError] = []
+        for feature, codes in zip(self.schema.features, self._codes):
+            if feature.name not in record:
+                errors.append(FieldError(feature.name, "missing", row))
+                values.append(math.nan)
+                continue
+            value, reason = _convert(feature, codes, record[feature.name], self.strict_categories)
+            if reason:
+                errors.append(FieldError(feature.name, reason, row))
+            values.append(value)
+        return values, errors
+
+    def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Featurize records, raising InvalidRecordsError naming every bad field."""
+        rows, errors = [], []
+        for i, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                errors.append(FieldError("(record)", "expected an object of feature values", i if len(records) > 1 else None))
+                continue
+            values, record_errors = self.record_row(record, i if len(records) > 1 else None)
+            rows.append(values)
+            errors.extend(record_errors)
+        if errors:
+            raise InvalidRecordsError(errors)
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self._codes))
+
+    # --- whole columns: batch, training and SQL -------------------------------------------
+
+    def transform_table(self, table: pa.Table | pa.RecordBatch, first_row: int = 0) -> Features:
+        """Featurize a table; bad values are reported per row (numbered from `first_row`)."""
+        missing = [f.name for f in self.schema.features if f.name not in table.column_names]
+        if missing:
+            raise InvalidRecordsError([FieldError(name, "column missing from the input") for name in missing])
+        matrix = np.empty((table.num_rows, len(self.schema.features)), dtype=np.float64)
+        errors: list[FieldError] = []
+        for j, feature in enumerate(self.schema.features):
+            column = table.column(feature.name)
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            matrix[:, j], bad = self._column(feature, j, column)
+            errors.extend(FieldError(feature.name, reason, first_row + int(i)) for i, reason in bad)
+        if errors:
+            matrix[np.unique([e.row - first_row for e in errors])] = np.nan
+            errors.sort(key=lambda e: (e.row, e.field))
+        return Features(matrix, errors)
+
+    def _column(self, feature: Feature, j: int, column: pa.Array) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        kind, t = feature.kind, column.type
+        if kind == NUMERIC and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)):
+            return _to_float(column), []
+        if kind == BOOLEAN and (pa.types.is_boolean(t) or pa.types.is_null(t)):
+            return _to_float(column), []
+        if kind == CATEGORICAL:
+            levels = column.cast(pa.string()) if not pa.types.is_string(t) else column
+            codes = pc.index_in(levels, value_set=pa.array(feature.categories, pa.string()))
+            out = _to_float(codes)
+            if not self.strict_categories:
+                return out, []
+            unseen = pc.and_(pc.is_null(codes), pc.is_valid(levels))
+            rows = np.flatnonzero(unseen.to_numpy(zero_copy_only=False))
+            return out, [(i, f"unknown category {levels[int(i)].as_py()!r}") for i in rows]
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            fast = _text_column(kind, column)
+            if fast is not None:
+                return fast, []
+        # Mixed or malformed values: convert value by value, naming each bad row.
+        codes = self._codes[j]
+        out = np.empty(len(column), dtype=np.float64)
+        bad = []
+        for i, value in enumerate(column.to_pylist()):
+            out[i], reason = _convert(feature, codes, value, self.strict_categories)
+            if reason:
+                bad.append((i, reason))
+        return out, bad
+
+
+def _text_column(kind: str, column: pa.Array) -> np.ndarray | None:
+    """Vectorized parse of a text column (CSV input) when every value is well formed, else None."""
+    if kind == NUMERIC:
+        try:
+            return _to_float(column)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    words = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+    true, false = pc.is_in(words, pa.array(sorted(_TRUE))), pc.is_in(words, pa.array(sorted(_FALSE)))
+    if pc.any(pc.and_(pc.is_valid(words), pc.invert(pc.or_(true, false)))).as_py():
+        return None
+    return np.where(pc.is_null(words).to_numpy(zero_copy_only=False), np.nan, true.to_numpy(zero_copy_only=False).astype(np.float64))
+
+
+def _to_float(column: pa.Array) -> np.ndarray:
+    return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _convert(feature: Feature, codes: dict[str, float], value: Any, strict: bool) -> tuple[float, str]:
+    """One value to its float; returns (value, "") or (NaN, reason)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return math.nan, ""
+    kind = feature.kind
+    if kind == NUMERIC:
+        if isinstance(value, bool):
+            return math.nan, f"expected a number, got {_show(value)}"
+        if isinstance(value, (int, float)):
+            return float(value), ""
+        if isinstance(value, str):
+            try:
+                return (float(value) if value.strip() else math.nan), ""
+            except ValueError:
+                pass
+        return math.nan, f"expected a number, got {_show(value)}"
+    if kind == BOOLEAN:
+        if isinstance(value, bool):
+            return float(value), ""
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return float(value), ""
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return float(value.strip().lower() in _TRUE), ""
+        return math.nan, f"expected true or false, got {_show(value)}"
+    if isinstance(value, (dict, list)):
+        return math.nan, f"expected a category, got {_show(value)}"
+    code = codes.get(value if isinstance(value, str) else str(value))
+    if code is None:
+        return math.nan, (f"unknown category {_show(value)}" if strict else "")
+    return code, ""
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, bool) else str(value).lower()
+    return text if len(text) <= 40 else text[:37] + "..."

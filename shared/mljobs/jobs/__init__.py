@@ -1,0 +1,1 @@
+"""The one-shot jobs that run inside the train and predict images."""

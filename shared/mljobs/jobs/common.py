@@ -1,0 +1,79 @@
+"""What every job shares: settings, logging, the run record, and the exit-code contract."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import traceback
+from typing import Any, Callable, Mapping, Sequence
+
+from .. import config
+from ..errors import MljobsError
+from ..runs import RunLog, RunRecord
+
+log = logging.getLogger("mljobs")
+
+COMMON_DEFAULTS: dict[str, Any] = {"models_dir": "/models", "runs_dir": "/runs", "log_level": "INFO"}
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of settings (flags win over it, it wins over MLJOBS_* variables)")
+    parser.add_argument("--models-dir", help="the model store (default /models)")
+    parser.add_argument("--runs-dir", help="where run records go (default /runs)")
+    parser.add_argument("--log-level", help="DEBUG, INFO or WARNING")
+
+
+class Terminated(MljobsError):
+    """SIGTERM or SIGINT: stop now, leave nothing half-written (cleanup runs in finally blocks)."""
+
+    exit_code = 143
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def run_job(
+    job: str,
+    parser: argparse.ArgumentParser,
+    defaults: Mapping[str, Any],
+    execute: Callable[[argparse.Namespace, RunRecord], None],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse settings, run `execute`, record the run; return the contract's exit code."""
+    args = parser.parse_args(argv)
+    record = RunRecord(job)
+    runs: RunLog | None = None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        config.resolve(args, {**COMMON_DEFAULTS, **defaults})
+        logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+        runs = RunLog(args.runs_dir)
+        runs.write(record)
+        execute(args, record)
+    except (MljobsError, KeyboardInterrupt) as exc:
+        code = exc.exit_code if isinstance(exc, MljobsError) else 130
+        reason = str(exc) or "interrupted"
+        _finish(runs, record, code, reason)
+        print(f"{job} failed: {reason}", file=sys.stderr)
+        return code
+    except Exception as exc:  # the contract: a last line that says why, never a silent crash
+        traceback.print_exc(file=sys.stderr)
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+        _finish(runs, record, 1, reason)
+        print(f"{job} failed: {reason}", file=sys.stderr)
+        return 1
+    _finish(runs, record, 0)
+    return 0
+
+
+def _finish(runs: RunLog | None, record: RunRecord, code: int, reason: str | None = None) -> None:
+    record.finish(code, reason)
+    if runs is None:
+        return
+    try:
+        runs.write(record)
+    except OSError as exc:
+        log.warning("could not write the run record to %s: %s", runs.folder, exc)

@@ -1,0 +1,84 @@
+"""Prediction outputs that appear whole or not at all.
+
+A run writes into a hidden staging folder under the output root, then renames it to
+<root>/model=<name>/date=<YYYY-MM-DD>/run=<run-id>/ with a _SUCCESS marker inside. Readers
+(and Hive-style partition discovery in DuckDB, Spark, pandas) never see a partial run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .errors import UsageError
+from .fsutil import fsync_dir, fsync_tree, staging_name
+
+SUCCESS = "_SUCCESS"
+FORMATS = ("parquet", "csv")
+
+
+def run_folder(root: Path, model: str, run_id: str) -> Path:
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return root / f"model={model}" / f"date={day}" / f"run={run_id}"
+
+
+def check_writable(root: Path) -> None:
+    if not root.is_dir():
+        raise UsageError(f"output folder {root} does not exist")
+    if not os.access(root, os.W_OK | os.X_OK):
+        st = root.stat()
+        raise UsageError(
+            f"cannot write to {root}: it belongs to uid {st.st_uid} and this job runs as uid {os.getuid()}; "
+            f"make it writable (chmod a+w) or run the job as its owner (MLJOBS_UID/MLJOBS_GID with compose)"
+        )
+
+
+class TableWriter:
+    """Appends record batches to one Parquet or CSV file."""
+
+    def __init__(self, path: Path, fmt: str):
+        if fmt not in FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        self.path, self.fmt = path, fmt
+        self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._writer is None:
+            self._writer = (
+                pq.ParquetWriter(self.path, batch.schema)
+                if self.fmt == "parquet"
+                else pacsv.CSVWriter(self.path, batch.schema)
+            )
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+@contextmanager
+def committed_folder(final: Path) -> Iterator[Path]:
+    """Yield a staging folder; on clean exit mark it _SUCCESS and rename it to `final`."""
+    root = final.parents[2]
+    staging = root / staging_name()
+    staging.mkdir()
+    try:
+        yield staging
+        (staging / SUCCESS).write_text("")
+        fsync_tree(staging)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, final)
+        fsync_dir(final.parent)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""A verified model loaded from the store, and the shapes its predictions take at every door."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .estimators import LOADERS, Estimator
+from .featurize import Featurizer
+from .schema import CLASSIFICATION, FeatureSchema
+from .store import ModelRef, ModelStore
+
+SCHEMA_FILE, METADATA_FILE = "schema.json", "metadata.json"
+# Libraries whose file formats a model depends on, and how much of the version must match.
+FORMAT_LIBRARIES = {"lightgbm": 1, "scikit-learn": 2, "skops": 2}
+
+
+@dataclass
+class Predictor:
+    name: str
+    version: str
+    schema: FeatureSchema
+    metadata: dict[str, Any]
+    estimator: Estimator
+    featurizer: Featurizer
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.schema.task == CLASSIFICATION
+
+    def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        return self.estimator.predict_raw(matrix, threads)
+
+    def labels(self, raw: np.ndarray) -> list[Any]:
+        classes = self.schema.classes
+        return [classes[i] for i in np.argmax(raw, axis=1)]
+
+    def output_columns(self, raw: np.ndarray, proba: bool) -> dict[str, Any]:
+        """Batch and SQL shape: a `prediction` column, plus `proba_<class>` columns if asked."""
+        if not self.is_classifier:
+            return {"prediction": raw}
+        columns: dict[str, Any] = {"prediction": self.labels(raw)}
+        if proba:
+            for i, label in enumerate(self.schema.classes):
+                columns[f"proba_{label}"] = raw[:, i]
+        return columns
+
+    def output_records(self, raw: np.ndarray) -> list[dict[str, Any]]:
+        """HTTP shape: one object per record, probabilities by class for classifiers."""
+        if not self.is_classifier:
+            return [{"prediction": float(v)} for v in raw]
+        classes = [str(c) for c in self.schema.classes]
+        return [
+            {"prediction": label, "probabilities": dict(zip(classes, map(float, row)))}
+            for label, row in zip(self.labels(raw), raw)
+        ]
+
+
+def installed_version(library: str) -> str | None:
+    try:
+        return importlib_metadata.version(library)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def check_libraries(where: str, recorded: dict[str, str], needed: list[str]) -> None:
+    for library in needed:
+        saved, here = recorded.get(library), installed_version(library)
+        parts = FORMAT_LIBRARIES.get(library, 1)
+        if saved is None or here is None or saved.split(".")[:parts] != here.split(".")[:parts]:
+            raise ModelError(
+                f"model {where} is refused: it was saved with {library} {saved}, this image has {here}"
+            )
+
+
+def load_predictor(store: ModelStore, ref: ModelRef | str, strict_categories: bool = False) -> Predictor:
+    ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+    version = store.resolve(ref)
+    folder = store.verified_dir(ref.name, version)
+    where = f"{ref.name}:{version}"
+    try:
+        schema = FeatureSchema.from_json((folder / SCHEMA_FILE).read_text())
+        meta = json.loads((folder / METADATA_FILE).read_text())
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"model {where} is refused: unreadable schema or metadata ({exc})") from exc
+    kind = meta.get("estimator", {}).get("kind")
+    if kind not in LOADERS:
+        raise ModelError(f"model {where} is refused: unknown estimator kind {kind!r}")
+    check_libraries(where, meta.get("libraries", {}), meta["estimator"].get("libraries", []))
+    estimator = LOADERS[kind](folder, schema)
+    return Predictor(ref.name, version, schema, meta, estimator, Featurizer(schema, strict_categories))

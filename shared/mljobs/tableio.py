@@ -1,0 +1,86 @@
+"""Reading CSV and Parquet inputs (a file, a folder of parts or a glob) with pyarrow."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .errors import BadInputError, UsageError
+
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def resolve_inputs(spec: str) -> list[Path]:
+    """The files an --input names, in a stable order."""
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and not p.name.startswith((".", "_")))
+        if not files:
+            raise BadInputError(f"input folder {spec} has no .csv or .parquet files")
+    elif any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+        if not files:
+            raise BadInputError(f"input pattern {spec} matches no files")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise BadInputError(f"input {spec} does not exist")
+    for f in files:
+        if f.suffix.lower() not in SUFFIXES:
+            raise UsageError(f"input {f} is neither .csv nor .parquet")
+    return files
+
+
+def _csv_options(column_types: dict[str, pa.DataType] | None, block_size: int | None = None):
+    read = pacsv.ReadOptions(block_size=block_size) if block_size else pacsv.ReadOptions()
+    convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=True)
+    return read, convert
+
+
+def read_table(files: list[Path], column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
+    """Read every file into one table (training reads all of its data)."""
+    tables = []
+    for f in files:
+        try:
+            if SUFFIXES[f.suffix.lower()] == "csv":
+                read, convert = _csv_options(column_types)
+                tables.append(pacsv.read_csv(f, read_options=read, convert_options=convert))
+            else:
+                tables.append(pq.read_table(f))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise BadInputError(f"cannot read {f.name}: {_arrow_message(exc)}") from exc
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise BadInputError(f"the input files do not share one set of columns: {_arrow_message(exc)}") from exc
+    if table.num_rows == 0:
+        raise BadInputError(f"input {', '.join(f.name for f in files)} has no rows")
+    return table
+
+
+def iter_batches(
+    files: list[Path], chunk_rows: int, column_types: dict[str, pa.DataType] | None = None
+) -> Iterator[tuple[Path, pa.RecordBatch]]:
+    """Stream the input in record batches of at most about `chunk_rows` rows."""
+    for f in files:
+        try:
+            if SUFFIXES[f.suffix.lower()] == "csv":
+                # CSV batches are cut by bytes; about 64 bytes a row keeps them near chunk_rows.
+                read, convert = _csv_options(column_types, block_size=max(1 << 16, chunk_rows * 64))
+                reader = pacsv.open_csv(f, read_options=read, convert_options=convert)
+                batches: Iterator[pa.RecordBatch] = iter(reader)
+            else:
+                batches = pq.ParquetFile(f).iter_batches(batch_size=chunk_rows)
+            for batch in batches:
+                yield f, batch
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise BadInputError(f"cannot read {f.name}: {_arrow_message(exc)}") from exc
+
+
+def _arrow_message(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

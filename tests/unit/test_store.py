@@ -1,0 +1,76 @@
+import pytest
+
+from mljobs.errors import ModelError, UsageError
+from mljobs.predictor import load_predictor
+from mljobs.store import ModelRef, ModelStore
+
+
+def publish_text(store: ModelStore, name: str, text: str) -> str:
+    return store.publish(name, lambda folder: (folder / "model.txt").write_text(text))
+
+
+def test_versions_count_up_and_latest_follows(tmp_path):
+    store = ModelStore(tmp_path)
+    assert publish_text(store, "m", "a") == "1"
+    assert publish_text(store, "m", "b") == "2"
+    assert store.aliases("m") == {"latest": "2"}
+    assert store.resolve(ModelRef.parse("m")) == "2"
+    store.set_alias("m", "production", "1")
+    assert store.resolve(ModelRef.parse("m")) == "1"  # production wins over latest
+    assert store.resolve(ModelRef.parse("m:2")) == "2"
+
+
+def test_failed_publish_leaves_nothing(tmp_path):
+    store = ModelStore(tmp_path)
+
+    def broken(folder):
+        (folder / "half.txt").write_text("x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        store.publish("m", broken)
+    assert store.versions("m") == []
+    assert list((tmp_path / "m").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda f: (f / "model.txt").write_text("evil"), "does not match its MANIFEST"),
+        (lambda f: (f / "model.txt").unlink(), "is missing"),
+        (lambda f: (f / "payload.pkl").write_bytes(b"x"), "not in its MANIFEST"),
+        (lambda f: (f / "MANIFEST").unlink(), "has no MANIFEST"),
+    ],
+    ids=["modified", "removed", "added", "no-manifest"],
+)
+def test_tampered_versions_are_refused(tmp_path, damage, reason):
+    store = ModelStore(tmp_path)
+    version = publish_text(store, "m", "good")
+    damage(tmp_path / "m" / version)
+    with pytest.raises(ModelError, match=reason):
+        store.verified_dir("m", version)
+
+
+def test_a_flipped_byte_in_a_real_model_is_refused(demo_store):
+    store = ModelStore(demo_store / "models")
+    model_file = demo_store / "models" / "demo" / "1" / "model.lgb.txt"
+    original = model_file.read_bytes()
+    try:
+        model_file.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+        with pytest.raises(ModelError, match="model.lgb.txt' does not match"):
+            load_predictor(store, "demo")
+    finally:
+        model_file.write_bytes(original)
+
+
+@pytest.mark.parametrize("text", ["", "a b", "m@", "../etc", "m:1:2x"])
+def test_bad_references_are_usage_errors(text):
+    with pytest.raises(UsageError):
+        ModelRef.parse(text)
+
+
+def test_unknown_model_names_what_exists(tmp_path):
+    store = ModelStore(tmp_path)
+    publish_text(store, "known", "x")
+    with pytest.raises(ModelError, match="models: known"):
+        store.resolve(ModelRef.parse("other"))
