@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import BadInputError
 
@@ -19,6 +20,9 @@ CLASSIFICATION, REGRESSION = "classification", "regression"
 SCHEMA_FORMAT = 1
 # A categorical column with more levels than this is almost surely an id or free text.
 MAX_CATEGORIES = 10_000
+# A text column whose values are nearly all numbers is a numeric column with typos in it.
+NUMERIC_TEXT_SHARE = 0.9
+NUMBER_PATTERN = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
 @dataclass(frozen=True)
@@ -91,13 +95,25 @@ def infer_feature(name: str, column: pa.ChunkedArray) -> Feature:
         raise BadInputError(f"column '{name}' is empty in every row; drop it or fill it")
     if kind != CATEGORICAL:
         return Feature(name, kind, str(column.type))
-    levels = column.cast(pa.string()).unique().drop_null().to_pylist()
+    text = column.cast(pa.string())
+    check_not_numeric_with_typos(name, text)
+    levels = text.unique().drop_null().to_pylist()
     if len(levels) > MAX_CATEGORIES:
         raise BadInputError(
             f"column '{name}' has {len(levels)} distinct text values; "
             "an id or free text cannot be a feature (drop it with --drop)"
         )
     return Feature(name, kind, "string", tuple(sorted(levels)))
+
+
+def check_not_numeric_with_typos(name: str, text: pa.ChunkedArray) -> None:
+    is_number = pc.match_substring_regex(text, NUMBER_PATTERN)
+    numbers, present = pc.sum(is_number).as_py() or 0, len(text) - text.null_count
+    if present and numbers < present and numbers >= NUMERIC_TEXT_SHARE * present:
+        row = pc.index(pc.fill_null(is_number, True), False).as_py()
+        raise BadInputError(
+            f"column '{name}' holds numbers except in row {row}: {text[row].as_py()!r} is not a number"
+        )
 
 
 def infer_task(target: str, column: pa.ChunkedArray, task: str) -> str:

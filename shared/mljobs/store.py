@@ -2,6 +2,7 @@
 
     <root>/<name>/<version>/       immutable once published; MANIFEST (sha256 of every file) last
     <root>/<name>/aliases/<alias>  the version an alias points to, replaced atomically
+    <root>/<name>/aliases/.history-<alias>  the versions it pointed to before, for rollback
 
 A version is built in a hidden staging folder beside its final place, fsynced and renamed, so a
 reader never sees half of one and a killed writer leaves nothing visible.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -66,6 +68,7 @@ class ModelStore:
         ModelRef.parse(name)
         model_dir = self.model_dir(name)
         model_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(model_dir)
         staging = model_dir / staging_name()
         staging.mkdir()
         try:
@@ -91,11 +94,38 @@ class ModelStore:
                 if not (staging.parent / version).exists():
                     raise
 
-    def set_alias(self, name: str, alias: str, version: str) -> None:
+    def set_alias(self, name: str, alias: str, version: str) -> str | None:
+        """Point `alias` at `version`; returns the version it pointed to before, if any."""
         ModelRef.parse(f"{name}@{alias}")
         if version not in self.versions(name):
-            raise ModelError(f"model '{name}' has no version {version}")
+            raise ModelError(f"model '{name}' has no version {version} (versions: {', '.join(self.versions(name)) or 'none'})")
+        previous = self.aliases(name).get(alias)
+        if previous not in (None, version):
+            self._write_history(name, alias, self.alias_history(name, alias) + [previous])
         atomic_write_text(self.model_dir(name) / ALIASES / alias, version + "\n")
+        return previous
+
+    def promote(self, name: str, version: str, alias: str) -> str | None:
+        """Point `alias` at `version` after verifying its files; returns the previous version."""
+        if version in self.versions(name):
+            self.verified_dir(name, version)
+        return self.set_alias(name, alias, version)
+
+    def rollback(self, name: str, alias: str) -> str:
+        """Point `alias` back at the version it pointed to before its last move; returns it."""
+        history = self.alias_history(name, alias)
+        if not history:
+            raise ModelError(f"alias '{name}@{alias}' has no earlier version to roll back to")
+        atomic_write_text(self.model_dir(name) / ALIASES / alias, history[-1] + "\n")
+        self._write_history(name, alias, history[:-1])
+        return history[-1]
+
+    def alias_history(self, name: str, alias: str) -> list[str]:
+        path = self.model_dir(name) / ALIASES / f".history-{alias}"
+        return path.read_text().split() if path.is_file() else []
+
+    def _write_history(self, name: str, alias: str, versions: list[str]) -> None:
+        atomic_write_text(self.model_dir(name) / ALIASES / f".history-{alias}", "".join(v + "\n" for v in versions))
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -136,6 +166,16 @@ class ModelStore:
         folder = self.model_dir(name) / version
         verify_manifest(folder)
         return folder
+
+
+def remove_stale_staging(folder: Path, older_than_s: float = 6 * 3600) -> None:
+    """Staging folders of writers that were killed; young ones may belong to a live writer."""
+    for path in folder.glob(".staging-*"):
+        try:
+            if time.time() - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path, ignore_errors=True)
+        except FileNotFoundError:
+            continue
 
 
 def write_manifest(folder: Path) -> None:

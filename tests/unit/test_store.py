@@ -74,3 +74,19 @@ def test_unknown_model_names_what_exists(tmp_path):
     publish_text(store, "known", "x")
     with pytest.raises(ModelError, match="models: known"):
         store.resolve(ModelRef.parse("other"))
+
+
+def test_publish_sweeps_staging_left_by_killed_writers_but_not_live_ones(tmp_path):
+    import os
+    import time
+
+    store = ModelStore(tmp_path)
+    publish_text(store, "m", "a")
+    dead, live = tmp_path / "m" / ".staging-dead", tmp_path / "m" / ".staging-live"
+    dead.mkdir()
+    live.mkdir()
+    week_ago = time.time() - 7 * 86400
+    os.utime(dead, (week_ago, week_ago))
+    publish_text(store, "m", "b")
+    assert not dead.exists() and live.exists()
+    assert store.versions("m") == ["1", "2"]

@@ -18,6 +18,15 @@ log = logging.getLogger("mljobs")
 COMMON_DEFAULTS: dict[str, Any] = {"models_dir": "/models", "runs_dir": "/runs", "log_level": "INFO"}
 
 
+def as_list(value: Any) -> list[str]:
+    """A list setting from a flag or variable ("a,b") or a YAML list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of settings (flags win over it, it wins over MLJOBS_* variables)")
     parser.add_argument("--models-dir", help="the model store (default /models)")

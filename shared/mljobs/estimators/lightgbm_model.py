@@ -1,17 +1,14 @@
-"""Estimators behind one small interface: fit on a matrix, save as safe files, load, predict.
-
-LightGBM models are saved in LightGBM's own text format: no pickle anywhere.
-"""
+"""LightGBM, the default estimator, saved in LightGBM's own text format (no pickle)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from .errors import ModelError, UsageError
-from .schema import CATEGORICAL, CLASSIFICATION, FeatureSchema
+from ..errors import ModelError, UsageError
+from ..schema import CATEGORICAL, CLASSIFICATION, FeatureSchema
 
 LIGHTGBM_FILE = "model.lgb.txt"
 DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
@@ -23,18 +20,9 @@ DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
 }
 
 
-class Estimator(Protocol):
-    kind: str
-
-    def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
-        """Class probabilities (rows x classes) for classifiers, values (rows,) for regressors."""
-
-    def save(self, folder: Path) -> list[str]:
-        """Write the model's files into `folder`; return their names."""
-
-
 class LightGBMEstimator:
     kind = "lightgbm"
+    libraries = ("lightgbm",)
 
     def __init__(self, booster: Any, n_classes: int):
         self.booster = booster
@@ -49,6 +37,9 @@ class LightGBMEstimator:
     def save(self, folder: Path) -> list[str]:
         self.booster.save_model(str(folder / LIGHTGBM_FILE))
         return [LIGHTGBM_FILE]
+
+    def importances(self) -> np.ndarray:
+        return self.booster.feature_importance(importance_type="gain")
 
     @classmethod
     def load(cls, folder: Path, schema: FeatureSchema) -> LightGBMEstimator:
@@ -95,5 +86,3 @@ def fit_lightgbm(
         raise UsageError(f"LightGBM refused the parameters: {exc}") from exc
     return LightGBMEstimator(booster, len(schema.classes)), {**merged, "num_boost_round": rounds}
 
-
-LOADERS = {LightGBMEstimator.kind: LightGBMEstimator.load}

@@ -1,0 +1,42 @@
+"""Estimators behind one small interface: fit on the featurized matrix, save as safe files, load,
+predict. The store records which kind wrote a model and which libraries its files depend on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..schema import FeatureSchema
+from .lightgbm_model import LightGBMEstimator, fit_lightgbm
+from .sklearn_model import SklearnEstimator, fit_sklearn
+
+
+class Estimator(Protocol):
+    kind: str
+    libraries: tuple[str, ...]
+
+    def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        """Class probabilities (rows x classes) for classifiers, values (rows,) for regressors."""
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the model's files into `folder`; return their names."""
+
+    def importances(self) -> np.ndarray | None:
+        """One importance per feature, if the estimator has them."""
+
+
+LOADERS: dict[str, Callable[[Path, FeatureSchema], Estimator]] = {
+    LightGBMEstimator.kind: LightGBMEstimator.load,
+    SklearnEstimator.kind: SklearnEstimator.load,
+}
+
+
+def fit_estimator(
+    spec: str, schema: FeatureSchema, matrix: np.ndarray, labels: np.ndarray, params: dict[str, Any], seed: int
+) -> tuple[Estimator, dict[str, Any]]:
+    """Train the estimator `spec` names ('lightgbm' or a scikit-learn class path)."""
+    if spec == "lightgbm":
+        return fit_lightgbm(schema, matrix, labels, params, seed)
+    return fit_sklearn(spec, schema, matrix, labels, params, seed)

@@ -1,0 +1,112 @@
+"""Any scikit-learn estimator, by import path, saved with skops (no pickle) and loaded only
+when every type in the file is on an explicit allow-list."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError, UsageError
+from ..schema import CLASSIFICATION, FeatureSchema
+
+SKOPS_FILE = "model.skops"
+# Types a model file may contain beyond what skops trusts by default: scikit-learn's own, and
+# numpy dtypes (SimpleImputer keeps one).
+TRUSTED_PREFIXES = ("sklearn.",)
+TRUSTED_TYPES = frozenset({"numpy.dtype"})
+
+
+class SklearnEstimator:
+    kind = "sklearn"
+    libraries = ("scikit-learn", "skops")
+
+    def __init__(self, model: Any, classifier: bool):
+        self.model = model
+        self.classifier = classifier
+
+    def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        if self.classifier:
+            return self.model.predict_proba(matrix)
+        return np.asarray(self.model.predict(matrix), dtype=np.float64)
+
+    def save(self, folder: Path) -> list[str]:
+        import skops.io
+
+        skops.io.dump(self.model, folder / SKOPS_FILE)
+        return [SKOPS_FILE]
+
+    def importances(self) -> np.ndarray | None:
+        final = self.model.steps[-1][1] if hasattr(self.model, "steps") else self.model
+        if hasattr(final, "feature_importances_"):
+            return np.asarray(final.feature_importances_, dtype=np.float64)
+        if hasattr(final, "coef_"):
+            return np.abs(np.atleast_2d(final.coef_)).sum(axis=0)
+        return None
+
+    @classmethod
+    def load(cls, folder: Path, schema: FeatureSchema) -> SklearnEstimator:
+        import skops.io
+
+        path = folder / SKOPS_FILE
+        try:
+            untrusted = skops.io.get_untrusted_types(file=path)
+        except Exception as exc:  # skops raises assorted errors on a damaged file
+            raise ModelError(f"cannot read the scikit-learn model in {folder}: {exc}") from exc
+        refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES)]
+        if refused:
+            raise ModelError(f"model in {folder} is refused: it contains the untrusted type {refused[0]}")
+        try:
+            model = skops.io.load(path, trusted=untrusted)
+        except Exception as exc:
+            raise ModelError(f"cannot load the scikit-learn model in {folder}: {exc}") from exc
+        return cls(model, schema.task == CLASSIFICATION)
+
+
+def estimator_class(path: str) -> type:
+    """The scikit-learn estimator class an import path names, or a UsageError saying why not."""
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name.startswith("sklearn.") or not class_name:
+        raise UsageError(f"--estimator {path}: use 'lightgbm' or a scikit-learn class path like sklearn.ensemble.RandomForestClassifier")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise UsageError(f"--estimator {path}: no such scikit-learn class") from None
+    from sklearn.base import BaseEstimator
+
+    if not (inspect.isclass(cls) and issubclass(cls, BaseEstimator)):
+        raise UsageError(f"--estimator {path} is not a scikit-learn estimator")
+    return cls
+
+
+def fit_sklearn(
+    path: str, schema: FeatureSchema, matrix: np.ndarray, labels: np.ndarray, params: dict[str, Any], seed: int
+) -> tuple[SklearnEstimator, dict[str, Any]]:
+    from sklearn.base import is_classifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.utils import get_tags
+
+    cls = estimator_class(path)
+    if "random_state" in inspect.signature(cls).parameters:
+        params = {"random_state": seed, **params}
+    try:
+        model = cls(**params)
+    except TypeError as exc:
+        raise UsageError(f"--params does not fit {path}: {exc}") from exc
+    classifier = schema.task == CLASSIFICATION
+    if is_classifier(model) != classifier:
+        raise UsageError(f"--estimator {path} is not a {'classifier' if classifier else 'regressor'}, and the task is {schema.task}")
+    if classifier and not hasattr(model, "predict_proba"):
+        raise UsageError(f"--estimator {path} gives no class probabilities (predict_proba)")
+    if not get_tags(model).input_tags.allow_nan:
+        # This estimator cannot take missing values: fill them as training saw them.
+        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), model)
+    try:
+        model.fit(matrix, labels.astype(np.int64) if classifier else labels)
+    except ValueError as exc:
+        raise UsageError(f"{path} failed to train: {exc}") from exc
+    return SklearnEstimator(model, classifier), {"estimator": path, **params}

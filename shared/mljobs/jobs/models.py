@@ -1,0 +1,108 @@
+"""Model store commands: list, show, promote, rollback (python -m mljobs.jobs.models)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from ..errors import MljobsError
+from ..predictor import METADATA_FILE
+from ..store import PRODUCTION, ModelRef, ModelStore
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="models", description="Look at and move models in the store.")
+    p.add_argument("--models-dir", default="/models", help="the model store (default /models)")
+    sub = p.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="every model with its versions and aliases")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = sub.add_parser("show", help="one version: metrics, estimator, aliases (verifies its files)")
+    show.add_argument("ref", help="NAME, NAME@ALIAS or NAME:VERSION")
+    show.add_argument("--json", action="store_true")
+    promote = sub.add_parser("promote", help="point an alias at a version")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    promote.add_argument("--alias", default=PRODUCTION, help="default: production")
+    rollback = sub.add_parser("rollback", help="point an alias back at its previous version")
+    rollback.add_argument("name")
+    rollback.add_argument("--alias", default=PRODUCTION, help="default: production")
+    return p
+
+
+def model_summaries(store: ModelStore) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "versions": store.versions(name), "aliases": store.aliases(name)}
+        for name in store.names()
+        if store.versions(name)
+    ]
+
+
+def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
+    version = store.resolve(ref)
+    folder = store.verified_dir(ref.name, version)
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    return {
+        "name": ref.name,
+        "version": version,
+        "aliases": sorted(a for a, v in store.aliases(ref.name).items() if v == version),
+        "created": meta.get("created"),
+        "estimator": meta.get("estimator", {}).get("name"),
+        "task": meta.get("task"),
+        "metrics": meta.get("metrics", {}),
+        "evaluation": meta.get("evaluation"),
+        "source": meta.get("source"),
+        "run_id": meta.get("run_id"),
+        "files": sorted(p.name for p in folder.iterdir()),
+    }
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def execute(args: argparse.Namespace) -> None:
+    store = ModelStore(args.models_dir)
+    if args.command == "list":
+        models = model_summaries(store)
+        if args.json:
+            print(json.dumps(models, indent=2))
+        elif not models:
+            print(f"no models in {store.root} yet")
+        else:
+            print_table([["MODEL", "VERSIONS", "ALIASES"]] + [
+                [m["name"], ",".join(m["versions"]), " ".join(f"{a}={v}" for a, v in m["aliases"].items())] for m in models
+            ])
+    elif args.command == "show":
+        details = version_details(store, ModelRef.parse(args.ref))
+        if args.json:
+            print(json.dumps(details, indent=2))
+            return
+        for key in ("name", "version", "aliases", "created", "estimator", "task", "evaluation", "source", "run_id"):
+            value = details[key]
+            print(f"{key:<10}  {', '.join(value) if isinstance(value, list) else value}")
+        for metric, value in details["metrics"].items():
+            print(f"  {metric:<10}{value:.4f}")
+    elif args.command == "promote":
+        previous = store.promote(args.name, args.version, args.alias)
+        print(f"{args.name}@{args.alias} -> {args.version}" + (f" (was {previous})" if previous else ""))
+    elif args.command == "rollback":
+        version = store.rollback(args.name, args.alias)
+        print(f"{args.name}@{args.alias} -> {version} (rolled back)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        execute(args)
+    except MljobsError as exc:
+        print(f"models {args.command} failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
