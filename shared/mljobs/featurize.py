@@ -24,14 +24,19 @@ _FALSE = {"false", "0", "no", "f", "n"}
 
 @dataclass
 class Features:
-    """A featurized batch; rows named in `errors` hold NaN and must not be scored."""
+    """A featurized batch; rows named in `errors` hold NaN and must not be scored.
+    `unseen` counts, per column, categories the model never saw (scored as missing)."""
 
     matrix: np.ndarray
     errors: list[FieldError]
+    unseen: dict[str, int]
+    first_row: int = 0
 
-    @property
-    def bad_rows(self) -> np.ndarray:
-        return np.unique(np.array([e.row for e in self.errors], dtype=np.int64))
+    def good_rows(self) -> np.ndarray:
+        """A mask of the rows that may be scored."""
+        good = np.ones(len(self.matrix), dtype=bool)
+        good[[e.row - self.first_row for e in self.errors]] = False
+        return good
 
 
 class Featurizer:
@@ -81,16 +86,22 @@ class Featurizer:
             raise InvalidRecordsError([FieldError(name, "column missing from the input") for name in missing])
         matrix = np.empty((table.num_rows, len(self.schema.features)), dtype=np.float64)
         errors: list[FieldError] = []
+        unseen: dict[str, int] = {}
         for j, feature in enumerate(self.schema.features):
             column = table.column(feature.name)
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
             matrix[:, j], bad = self._column(feature, j, column)
             errors.extend(FieldError(feature.name, reason, first_row + int(i)) for i, reason in bad)
+            if feature.kind == CATEGORICAL and not self.strict_categories:
+                # Present in the input but no level of the model's: NaN in a row that has a value.
+                count = int(np.count_nonzero(np.isnan(matrix[:, j]))) - column.null_count
+                if count:
+                    unseen[feature.name] = count
         if errors:
             matrix[np.unique([e.row - first_row for e in errors])] = np.nan
             errors.sort(key=lambda e: (e.row, e.field))
-        return Features(matrix, errors)
+        return Features(matrix, errors, unseen, first_row)
 
     def _column(self, feature: Feature, j: int, column: pa.Array) -> tuple[np.ndarray, list[tuple[int, str]]]:
         kind, t = feature.kind, column.type

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -31,6 +33,16 @@ def fsync_tree(root: Path) -> None:
 def staging_name(prefix: str = ".staging") -> str:
     """A hidden name that readers skip; unique so concurrent writers never collide."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def remove_stale_staging(folder: Path, older_than_s: float = 6 * 3600) -> None:
+    """Staging folders of writers that were killed; young ones may belong to a live writer."""
+    for path in folder.glob(".staging-*"):
+        try:
+            if time.time() - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path, ignore_errors=True)
+        except FileNotFoundError:
+            continue
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -7,19 +7,20 @@ A run writes into a hidden staging folder under the output root, then renames it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import UsageError
-from .fsutil import fsync_dir, fsync_tree, staging_name
+from .fsutil import fsync_dir, fsync_tree, remove_stale_staging, staging_name
 
 SUCCESS = "_SUCCESS"
 FORMATS = ("parquet", "csv")
@@ -28,6 +29,18 @@ FORMATS = ("parquet", "csv")
 def run_folder(root: Path, model: str, run_id: str) -> Path:
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     return root / f"model={model}" / f"date={day}" / f"run={run_id}"
+
+
+def earlier_run(root: Path, model: str, key: str) -> dict[str, Any] | None:
+    """The summary of a committed run of `model` with the same idempotency key, if any."""
+    for marker in sorted(root.glob(f"model={model}/date=*/run=*/{SUCCESS}")):
+        try:
+            summary = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if summary.get("key") == key:
+            return {**summary, "path": str(marker.parent)}
+    return None
 
 
 def check_writable(root: Path) -> None:
@@ -67,14 +80,16 @@ class TableWriter:
 
 
 @contextmanager
-def committed_folder(final: Path) -> Iterator[Path]:
-    """Yield a staging folder; on clean exit mark it _SUCCESS and rename it to `final`."""
+def committed_folder(final: Path, summary: dict[str, Any]) -> Iterator[Path]:
+    """Yield a staging folder; on clean exit write `summary` as its _SUCCESS marker and rename
+    it to `final`. The caller may add to `summary` until then."""
     root = final.parents[2]
+    remove_stale_staging(root)
     staging = root / staging_name()
     staging.mkdir()
     try:
         yield staging
-        (staging / SUCCESS).write_text("")
+        (staging / SUCCESS).write_text(json.dumps(summary, indent=2))
         fsync_tree(staging)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, final)

@@ -8,10 +8,11 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from .errors import ModelError
 from .estimators import LOADERS, Estimator
-from .featurize import Featurizer
+from .featurize import Features, Featurizer
 from .schema import CLASSIFICATION, FeatureSchema
 from .store import ModelRef, ModelStore
 
@@ -34,20 +35,30 @@ class Predictor:
         return self.schema.task == CLASSIFICATION
 
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        if len(matrix) == 0:  # a batch whose rows were all rejected
+            return np.empty((0, len(self.schema.classes)) if self.is_classifier else 0)
         return self.estimator.predict_raw(matrix, threads)
+
+    def score_table(self, table: pa.Table | pa.RecordBatch, proba: bool = False, threads: int = 0, first_row: int = 0) -> tuple[dict[str, Any], Features]:
+        """Batch and SQL core: output columns for the rows that featurize cleanly, and the
+        featurized batch itself (its errors name the rows left out, its mask picks the rest)."""
+        features = self.featurizer.transform_table(table, first_row)
+        matrix = features.matrix[features.good_rows()] if features.errors else features.matrix
+        return self.output_columns(self.predict_raw(matrix, threads), proba), features
 
     def labels(self, raw: np.ndarray) -> list[Any]:
         classes = self.schema.classes
         return [classes[i] for i in np.argmax(raw, axis=1)]
 
-    def output_columns(self, raw: np.ndarray, proba: bool) -> dict[str, Any]:
+    def output_columns(self, raw: np.ndarray, proba: bool) -> dict[str, pa.Array]:
         """Batch and SQL shape: a `prediction` column, plus `proba_<class>` columns if asked."""
         if not self.is_classifier:
-            return {"prediction": raw}
-        columns: dict[str, Any] = {"prediction": self.labels(raw)}
+            return {"prediction": pa.array(raw, pa.float64())}
+        label_type = pa.array(list(self.schema.classes)).type
+        columns = {"prediction": pa.array(self.labels(raw), label_type)}
         if proba:
             for i, label in enumerate(self.schema.classes):
-                columns[f"proba_{label}"] = raw[:, i]
+                columns[f"proba_{label}"] = pa.array(raw[:, i], pa.float64())
         return columns
 
     def output_records(self, raw: np.ndarray) -> list[dict[str, Any]]:

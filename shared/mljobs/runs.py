@@ -37,6 +37,7 @@ class RunRecord:
     rows: dict[str, int] = field(default_factory=dict)
     exit_code: int | None = None
     reason: str | None = None
+    status_detail: str | None = None  # e.g. "already scored": succeeded without new output
     host: str = field(default_factory=socket.gethostname)
     # Who asked for the run (a scheduler's run id, the launcher, compose); free text.
     started_by: str = field(default_factory=lambda: os.environ.get("MLJOBS_STARTED_BY", "direct"))

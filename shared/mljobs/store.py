@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import ModelError, UsageError
-from .fsutil import atomic_write_text, fsync_dir, fsync_tree, sha256_file, staging_name
+from .fsutil import atomic_write_text, fsync_dir, fsync_tree, remove_stale_staging, sha256_file, staging_name
 
 MANIFEST = "MANIFEST"
 ALIASES = "aliases"
@@ -166,16 +165,6 @@ class ModelStore:
         folder = self.model_dir(name) / version
         verify_manifest(folder)
         return folder
-
-
-def remove_stale_staging(folder: Path, older_than_s: float = 6 * 3600) -> None:
-    """Staging folders of writers that were killed; young ones may belong to a live writer."""
-    for path in folder.glob(".staging-*"):
-        try:
-            if time.time() - path.stat().st_mtime > older_than_s:
-                shutil.rmtree(path, ignore_errors=True)
-        except FileNotFoundError:
-            continue
 
 
 def write_manifest(folder: Path) -> None:

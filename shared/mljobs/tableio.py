@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 from pathlib import Path
 from typing import Iterator
 
@@ -11,6 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import BadInputError, UsageError
+from .fsutil import sha256_file
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -34,6 +36,14 @@ def resolve_inputs(spec: str) -> list[Path]:
         if f.suffix.lower() not in SUFFIXES:
             raise UsageError(f"input {f} is neither .csv nor .parquet")
     return files
+
+
+def fingerprint(files: list[Path]) -> str:
+    """sha256 over the files' names and contents: the same data gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}:{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
 
 
 def _csv_options(column_types: dict[str, pa.DataType] | None, block_size: int | None = None):
@@ -66,7 +76,8 @@ def read_table(files: list[Path], column_types: dict[str, pa.DataType] | None = 
 def iter_batches(
     files: list[Path], chunk_rows: int, column_types: dict[str, pa.DataType] | None = None
 ) -> Iterator[tuple[Path, pa.RecordBatch]]:
-    """Stream the input in record batches of at most about `chunk_rows` rows."""
+    """Stream the input in record batches of about `chunk_rows` rows (CSV batches are cut by
+    bytes, so theirs vary)."""
     for f in files:
         try:
             if SUFFIXES[f.suffix.lower()] == "csv":
@@ -75,7 +86,9 @@ def iter_batches(
                 reader = pacsv.open_csv(f, read_options=read, convert_options=convert)
                 batches: Iterator[pa.RecordBatch] = iter(reader)
             else:
-                batches = pq.ParquetFile(f).iter_batches(batch_size=chunk_rows)
+                # Buffered reads without pre-buffering: memory follows the batch, not the row group.
+                parquet = pq.ParquetFile(f, buffer_size=1 << 20, pre_buffer=False)
+                batches = parquet.iter_batches(batch_size=chunk_rows)
             for batch in batches:
                 yield f, batch
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:

@@ -3,7 +3,6 @@ and publishing it (model files, schema, metadata, report) as one store version."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ import pyarrow.compute as pc
 from .errors import BadInputError, UsageError
 from .estimators import Estimator, fit_estimator
 from .featurize import Featurizer
-from .fsutil import sha256_file
 from .metrics import classification_metrics, regression_metrics
 from .predictor import METADATA_FILE, SCHEMA_FILE, installed_version
 from .report import Evaluation, write_report
@@ -133,16 +131,6 @@ def _cross_validated(schema: FeatureSchema, matrix: np.ndarray, labels: np.ndarr
         f"{k}-fold cross-validation (out-of-fold predictions), final model on all {len(labels)} rows",
         {"in": len(labels), "train": len(labels), "valid": len(labels)},
     )
-
-
-def data_fingerprint(files: list[Path]) -> str | None:
-    """sha256 over the input files' digests: the same data gives the same fingerprint."""
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.name}:{sha256_file(f)}\n".encode())
-    return digest.hexdigest()
 
 
 def publish(store: ModelStore, name: str, trained: TrainedModel, provenance: dict[str, Any]) -> str:

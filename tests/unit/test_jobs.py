@@ -50,21 +50,6 @@ def test_predict_writes_one_row_per_input_row_matching_in_process(demo_store, tm
     assert result.column("proba_yes").to_pylist() == expected[:, 1].tolist()
 
 
-def test_bad_rows_fail_with_exit_3_naming_row_and_column_and_leave_no_output(demo_store, tmp_path):
-    table = demo.scoring_table(rows=5)
-    ages = table.column("age").cast(pa.string()).to_pylist()
-    ages[2] = "old"
-    csv = tmp_path / "bad.csv"
-    pacsv.write_csv(table.set_column(table.schema.get_field_index("age"), "age", pa.array(ages)), csv)
-    out = tmp_path / "out"
-    out.mkdir()
-    assert run_predict(demo_store, out, "--input", str(csv)) == 3
-    assert list(out.iterdir()) == []
-    [record] = [r for r in records(demo_store) if r["input"] == str(csv)]
-    assert (record["status"], record["exit_code"]) == ("failed", 3)
-    assert record["reason"] == "row 2, column 'age': expected a number, got 'old'"
-
-
 def test_unknown_model_exits_4(demo_store, tmp_path, capsys):
     assert run_predict(demo_store, tmp_path, "--model", "nope") == 4
     assert capsys.readouterr().err.strip().splitlines()[-1] == (

@@ -35,9 +35,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 
 
 class Terminated(MljobsError):
-    """SIGTERM or SIGINT: stop now, leave nothing half-written (cleanup runs in finally blocks)."""
-
-    exit_code = 143
+    """SIGTERM: stop now, leave nothing half-written (cleanup runs in finally blocks)."""
 
 
 def _raise_terminated(signum: int, _frame: Any) -> None:

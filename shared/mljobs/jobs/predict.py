@@ -7,18 +7,17 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
-
-import pyarrow as pa
+from typing import Any, Sequence
 
 from .. import demo
-from ..errors import BadInputError, InvalidRecordsError, UsageError
-from ..outputs import TableWriter, check_writable, committed_folder, run_folder
-from ..predictor import Predictor, load_predictor
+from ..batch import BatchOptions, Source, run_key, score_source
+from ..errors import BadInputError, UsageError
+from ..outputs import FORMATS, check_writable, committed_folder, earlier_run, run_folder
+from ..predictor import load_predictor
 from ..runs import RunRecord
 from ..store import ModelRef, ModelStore
-from ..tableio import iter_batches, resolve_inputs
-from .common import add_common_flags, run_job
+from ..tableio import resolve_inputs
+from .common import add_common_flags, as_list, run_job
 
 log = logging.getLogger("mljobs.predict")
 
@@ -29,13 +28,11 @@ DEFAULTS: dict[str, Any] = {
     "format": "parquet",
     "keep_columns": [],
     "proba": False,
+    "strict": False,
+    "force": False,
     "chunk_rows": 100_000,
     "threads": 0,
 }
-
-
-def _columns(text: str) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,67 +40,60 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="NAME, NAME@ALIAS or NAME:VERSION (default alias: production, else latest)")
     p.add_argument("--input", help="CSV or Parquet: a file, a folder of parts or a glob (default: the demo's new rows)")
     p.add_argument("--output", help="output root folder (default /data/output)")
-    p.add_argument("--format", choices=["parquet", "csv"])
-    p.add_argument("--keep-columns", type=_columns, help="input columns to copy next to the predictions, comma-separated")
+    p.add_argument("--format", choices=FORMATS)
+    p.add_argument("--keep-columns", help="input columns to copy next to the predictions (ids), comma-separated")
     p.add_argument("--proba", action="store_true", default=None, help="add a proba_<class> column per class")
-    p.add_argument("--chunk-rows", type=int, help="rows scored at a time (default 100000)")
+    p.add_argument("--strict", action="store_true", default=None,
+                   help="fail on the first bad row, and treat categories the model never saw as bad")
+    p.add_argument("--force", action="store_true", default=None, help="score again even if this input was scored by this model version")
+    p.add_argument("--chunk-rows", type=int, help="rows scored at a time (default 100000); memory follows it")
     p.add_argument("--threads", type=int, help="prediction threads (default: all cores)")
     add_common_flags(p)
     return p
 
 
-def column_types(predictor: Predictor) -> dict[str, pa.DataType]:
-    """CSV feature columns are read as text: every block gets the same type whatever it holds,
-    and the featurizer parses them, naming the row and column of any bad value."""
-    return {f.name: pa.string() for f in predictor.schema.features}
-
-
-def input_batches(args: argparse.Namespace, predictor: Predictor) -> Iterator[pa.RecordBatch]:
-    if args.input is None:
-        yield from demo.scoring_table().to_batches(max_chunksize=args.chunk_rows)
-        return
-    for _, batch in iter_batches(resolve_inputs(args.input), args.chunk_rows, column_types(predictor)):
-        yield batch
-
-
-def score_batch(predictor: Predictor, batch: pa.RecordBatch, first_row: int, args: argparse.Namespace) -> pa.RecordBatch:
-    missing = [c for c in args.keep_columns if c not in batch.schema.names]
-    if missing:
-        raise BadInputError(f"--keep-columns names column '{missing[0]}', which is not in the input")
-    features = predictor.featurizer.transform_table(batch, first_row)
-    if features.errors:
-        raise InvalidRecordsError(features.errors)
-    raw = predictor.predict_raw(features.matrix, args.threads)
-    columns = {c: batch.column(c) for c in args.keep_columns}
-    columns.update(predictor.output_columns(raw, args.proba))
-    return pa.RecordBatch.from_pydict(columns)
-
-
 def execute(args: argparse.Namespace, record: RunRecord) -> None:
-    if args.chunk_rows < 1:
+    options = BatchOptions(
+        keep_columns=as_list(args.keep_columns), proba=bool(args.proba), strict=bool(args.strict),
+        fmt=args.format, chunk_rows=int(args.chunk_rows), threads=int(args.threads),
+    )
+    if options.chunk_rows < 1:
         raise UsageError("--chunk-rows must be at least 1")
     output_root = Path(args.output)
     check_writable(output_root)
-    record.input = args.input or "demo"
-    predictor = load_predictor(ModelStore(args.models_dir), ModelRef.parse(args.model))
+    source = Source(tuple(resolve_inputs(args.input)) if args.input else ())
+    record.input = source.name
+    predictor = load_predictor(ModelStore(args.models_dir), ModelRef.parse(args.model), strict_categories=options.strict)
     record.model = {"name": predictor.name, "version": predictor.version}
+    input_fingerprint = source.fingerprint()
+    key = run_key(predictor, input_fingerprint, options)
+    previous = None if args.force else earlier_run(output_root, predictor.name, key)
+    if previous:
+        record.status_detail = "already scored"
+        record.output = previous["path"]
+        record.rows = previous["rows"]
+        log.info("%s was already scored by %s:%s in run %s (%s); nothing to do (--force scores it again)",
+                 source.name, predictor.name, predictor.version, previous["run_id"], previous["path"])
+        return
     final = run_folder(output_root, predictor.name, record.run_id)
-    log.info("scoring %s with %s:%s", record.input, predictor.name, predictor.version)
-    rows_in = 0
-    with committed_folder(final) as staging:
-        writer = TableWriter(staging / f"predictions.{args.format}", args.format)
-        try:
-            for batch in input_batches(args, predictor):
-                writer.write(score_batch(predictor, batch, rows_in, args))
-                rows_in += batch.num_rows
-                log.info("scored %d rows", rows_in)
-        finally:
-            writer.close()
-        if rows_in == 0:
-            raise BadInputError(f"input {record.input} has no rows")
-    record.rows = {"in": rows_in, "out": writer.rows, "rejected": 0}
+    log.info("scoring %s with %s:%s", source.name, predictor.name, predictor.version)
+    summary: dict[str, Any] = {
+        "run_id": record.run_id, "key": key, "model": record.model, "input": source.name,
+        "input_fingerprint": input_fingerprint, "options": options.output_key(),
+    }
+    with committed_folder(final, summary) as staging:
+        counts = score_source(predictor, source, staging, options)
+        if counts.rows_in == 0:
+            raise BadInputError(f"input {source.name} has no rows")
+        record.rows = summary["rows"] = {"in": counts.rows_in, "out": counts.rows_out, "rejected": counts.rejected}
+        summary["unseen_categories"] = counts.unseen_categories
     record.output = str(final)
-    log.info("wrote %d predictions to %s", writer.rows, final)
+    if counts.unseen_categories:
+        log.warning("categories the model never saw, scored as missing: %s",
+                    ", ".join(f"{c} ({n} rows)" for c, n in counts.unseen_categories.items()))
+    if counts.rejected:
+        log.warning("%d of %d rows rejected: see rejects.%s", counts.rejected, counts.rows_in, options.fmt)
+    log.info("wrote %d predictions to %s", counts.rows_out, final)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,8 @@ from .. import demo
 from ..errors import UsageError
 from ..runs import RunRecord
 from ..store import ModelStore
-from ..tableio import read_table, resolve_inputs
-from ..training import TrainSpec, data_fingerprint, publish, train
+from ..tableio import fingerprint, read_table, resolve_inputs
+from ..training import TrainSpec, publish, train
 from .common import add_common_flags, as_list, run_job
 
 log = logging.getLogger("mljobs.train")
@@ -101,7 +101,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     store = ModelStore(args.models_dir)
     version = publish(store, args.model, trained, {
         "run_id": record.run_id, "created": record.started, "source": record.input,
-        "data_fingerprint": data_fingerprint(files),
+        "data_fingerprint": fingerprint(files) if files else None,
     })
     record.model = {"name": args.model, "version": version}
     if args.promote:

@@ -1,0 +1,127 @@
+"""Batch scoring, free of any CLI: stream record batches through the model into a predictions
+file and a rejects file, counting every row into exactly one of them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from . import demo
+from .errors import BadInputError, InvalidRecordsError
+from .outputs import TableWriter
+from .predictor import Predictor
+from .tableio import fingerprint, iter_batches
+
+log = logging.getLogger("mljobs.predict")
+
+
+@dataclass
+class BatchOptions:
+    keep_columns: list[str] = field(default_factory=list)
+    proba: bool = False
+    strict: bool = False
+    fmt: str = "parquet"
+    chunk_rows: int = 100_000
+    threads: int = 0
+
+    def output_key(self) -> dict:
+        """The options that change what the output holds (and so a rerun's identity)."""
+        return {"keep_columns": self.keep_columns, "proba": self.proba, "strict": self.strict, "format": self.fmt}
+
+
+@dataclass
+class BatchCounts:
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    unseen_categories: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where rows come from: files, or the embedded demo rows when there are none."""
+
+    files: tuple[Path, ...]
+
+    @property
+    def name(self) -> str:
+        return ",".join(str(f) for f in self.files) or "demo"
+
+    def fingerprint(self) -> str:
+        return fingerprint(list(self.files)) if self.files else f"demo:{demo.scoring_table().num_rows}"
+
+    def batches(self, chunk_rows: int, predictor: Predictor) -> Iterator[tuple[str, int, pa.RecordBatch]]:
+        """(file name, first row number in that file, batch), rows numbered from 0 per file."""
+        if not self.files:
+            yield from _numbered("demo", demo.scoring_table().to_batches(max_chunksize=chunk_rows))
+            return
+        # CSV feature columns are read as text, so every block has the same types whatever it
+        # holds, and the featurizer names the row and column of any bad value.
+        text_columns = {f.name: pa.string() for f in predictor.schema.features}
+        current, first_row = None, 0
+        for path, batch in iter_batches(list(self.files), chunk_rows, text_columns):
+            if path != current:
+                current, first_row = path, 0
+            yield path.name, first_row, batch
+            first_row += batch.num_rows
+
+
+def _numbered(name: str, batches: list[pa.RecordBatch]) -> Iterator[tuple[str, int, pa.RecordBatch]]:
+    first_row = 0
+    for batch in batches:
+        yield name, first_row, batch
+        first_row += batch.num_rows
+
+
+def run_key(predictor: Predictor, source_fingerprint: str, options: BatchOptions) -> str:
+    """Same model version, same input, same output options: the same run."""
+    identity = {"model": predictor.name, "version": predictor.version, "input": source_fingerprint, **options.output_key()}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def score_source(predictor: Predictor, source: Source, folder: Path, options: BatchOptions) -> BatchCounts:
+    counts = BatchCounts()
+    predictions = TableWriter(folder / f"predictions.{options.fmt}", options.fmt)
+    rejects = TableWriter(folder / f"rejects.{options.fmt}", options.fmt)
+    try:
+        for name, first_row, batch in source.batches(options.chunk_rows, predictor):
+            missing = [c for c in options.keep_columns if c not in batch.schema.names]
+            if missing:
+                raise BadInputError(f"--keep-columns names column '{missing[0]}', which is not in {name}")
+            columns, features = predictor.score_table(batch, options.proba, options.threads, first_row)
+            if features.errors and options.strict:
+                raise InvalidRecordsError(features.errors)
+            good = features.good_rows()
+            kept = {c: batch.column(c) if not features.errors else batch.column(c).filter(pa.array(good)) for c in options.keep_columns}
+            predictions.write(pa.RecordBatch.from_pydict({**kept, **columns}))
+            if features.errors:
+                rejects.write(_rejects_batch(name, batch, features.errors, first_row, options.keep_columns))
+            counts.rows_in += batch.num_rows
+            counts.rows_out += int(np.count_nonzero(good))
+            counts.rejected += batch.num_rows - int(np.count_nonzero(good))
+            for column, n in features.unseen.items():
+                counts.unseen_categories[column] = counts.unseen_categories.get(column, 0) + n
+            log.info("scored %d rows (%d rejected)", counts.rows_in, counts.rejected)
+    finally:
+        predictions.close()
+        rejects.close()
+    return counts
+
+
+def _rejects_batch(name: str, batch: pa.RecordBatch, errors: list, first_row: int, keep_columns: list[str]) -> pa.RecordBatch:
+    """One line per rejected row: file, row, every reason, and the kept columns to find it by."""
+    reasons: dict[int, list[str]] = {}
+    for e in errors:
+        reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason}")
+    rows = sorted(reasons)
+    kept = {c: batch.column(c).take(pa.array([r - first_row for r in rows])) for c in keep_columns}
+    return pa.RecordBatch.from_pydict({
+        "file": [name] * len(rows), "row": rows, **kept, "reason": ["; ".join(reasons[r]) for r in rows],
+    })
