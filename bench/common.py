@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -38,3 +42,51 @@ def print_ratios(title: str, medians: dict[str, float], baseline: str) -> None:
     print(f"\n{title} (median seconds; ratio to {baseline}; {os.cpu_count()} cores)")
     for name, seconds in medians.items():
         print(f"  {name:<28} {seconds:8.2f} s   x{seconds / medians[baseline]:.3f}")
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+
+
+# A fresh wrapper per run, so RUSAGE_CHILDREN is the peak of that one child and no other.
+_PEAK_WRAPPER = (
+    "import resource, subprocess, sys, time;"
+    "t = time.perf_counter(); code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode;"
+    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024);"
+    "sys.exit(code)"
+)
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> Measured:
+    """Wall time and peak resident memory of one command run to completion."""
+    result = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *command], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed:\n{result.stderr[-2000:]}")
+    seconds, rss = result.stdout.split()[-2:]
+    return Measured(float(seconds), float(rss))
+
+
+def measure_interleaved(commands: dict[str, list[str]], repeat: int) -> dict[str, Measured]:
+    """Median time and peak RSS of each command, run in turn `repeat` times."""
+    runs: dict[str, list[Measured]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            runs[name].append(measure(command))
+    return {
+        name: Measured(statistics.median(m.seconds for m in ms), statistics.median(m.peak_rss_mb for m in ms))
+        for name, ms in runs.items()
+    }
+
+
+def cached_venv(name: str, packages: list[str]) -> Path:
+    """A virtual environment outside the repo for a contender we do not ship (e.g. MLflow)."""
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mljobs-bench" / name
+    python, done = root / "bin" / "python", root / ".installed"
+    if not done.exists() or done.read_text() != " ".join(packages):
+        print(f"creating {root} with {' '.join(packages)} (once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+        done.write_text(" ".join(packages))
+    return python

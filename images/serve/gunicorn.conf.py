@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import shutil
 
 bind = f"0.0.0.0:{os.environ.get('MLJOBS_PORT', '8080')}"
 workers = int(os.environ.get("MLJOBS_WORKERS", min(4, multiprocessing.cpu_count())))
@@ -16,3 +17,17 @@ preload_app = False
 accesslog = os.environ.get("MLJOBS_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("MLJOBS_LOG_LEVEL", "info").lower()
+
+# Prometheus counts from every worker, summed at /metrics; set before any worker imports the client.
+metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/dev/shm/mljobs-metrics")
+
+
+def on_starting(server):
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -92,6 +92,8 @@ class Featurizer:
             if isinstance(column, pa.ChunkedArray):
                 column = column.combine_chunks()
             matrix[:, j], bad = self._column(feature, j, column)
+            if feature.kind == NUMERIC:
+                bad += [(int(i), "expected a finite number, got infinity") for i in np.flatnonzero(np.isinf(matrix[:, j]))]
             errors.extend(FieldError(feature.name, reason, first_row + int(i)) for i, reason in bad)
             if feature.kind == CATEGORICAL and not self.strict_categories:
                 # Present in the input but no level of the model's: NaN in a row that has a value.
@@ -159,14 +161,12 @@ def _convert(feature: Feature, codes: dict[str, float], value: Any, strict: bool
     if kind == NUMERIC:
         if isinstance(value, bool):
             return math.nan, f"expected a number, got {_show(value)}"
-        if isinstance(value, (int, float)):
-            return float(value), ""
-        if isinstance(value, str):
-            try:
-                return (float(value) if value.strip() else math.nan), ""
-            except ValueError:
-                pass
-        return math.nan, f"expected a number, got {_show(value)}"
+        number = _number(value)
+        if number is None:
+            return math.nan, f"expected a number, got {_show(value)}"
+        if math.isinf(number):
+            return math.nan, "expected a finite number, got infinity"
+        return number, ""
     if kind == BOOLEAN:
         if isinstance(value, bool):
             return float(value), ""
@@ -181,6 +181,19 @@ def _convert(feature: Feature, codes: dict[str, float], value: Any, strict: bool
     if code is None:
         return math.nan, (f"unknown category {_show(value)}" if strict else "")
     return code, ""
+
+
+def _number(value: Any) -> float | None:
+    try:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value) if value.strip() else math.nan
+    except OverflowError:  # an integer beyond float range
+        return math.inf
+    except ValueError:
+        return None
+    return None
 
 
 def _show(value: Any) -> str:

@@ -25,16 +25,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive free ports on 127.0.0.1."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            sockets = []
+            for port in range(first, first + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 class Compose:
     """`docker compose` for one isolated project, as a user would type it."""
 
-    def __init__(self, project: str, data_dir: Path, port: int):
-        self.project, self.data_dir, self.port = project, data_dir, port
+    REPLICA_PORTS = 6
+
+    def __init__(self, project: str, data_dir: Path):
+        self.project, self.data_dir = project, data_dir
+        self.port = free_port_range(self.REPLICA_PORTS)
+        self.lb_port = free_port()
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": project,
             "MLJOBS_DATA_DIR": str(data_dir),
-            "MLJOBS_PORT": str(port),
+            "MLJOBS_PORT": str(self.port),
+            "MLJOBS_PORT_LAST": str(self.port + self.REPLICA_PORTS - 1),
+            "MLJOBS_LB_PORT": str(self.lb_port),
         }
 
     def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -46,14 +71,17 @@ class Compose:
     def run(self, service: str, *args: str) -> subprocess.CompletedProcess:
         return self("run", "--rm", "-T", service, *args)
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str, lb: bool = False) -> str:
+        return f"http://127.0.0.1:{self.lb_port if lb else self.port}{path}"
 
-    def wait_ready(self, path: str = "/v2/health/ready", deadline_s: float = 60) -> None:
+    def containers(self, service: str) -> list[str]:
+        return self("ps", "-q", service).stdout.split()
+
+    def wait_ready(self, path: str = "/v2/health/ready", deadline_s: float = 60, lb: bool = False) -> None:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
             try:
-                if requests.get(self.url(path), timeout=2).status_code == 200:
+                if requests.get(self.url(path, lb), timeout=2).status_code == 200:
                     return
             except requests.ConnectionError:
                 pass
@@ -79,7 +107,7 @@ def remove_labelled(label: str) -> None:
 
 @pytest.fixture(scope="session")
 def built_images() -> None:
-    """Build the three images once per session (cached layers make a rebuild take seconds)."""
+    """Build the images once per session (cached layers make a rebuild take seconds)."""
     result = subprocess.run(["docker", "compose", "--project-directory", str(REPO), "--profile", "jobs", "build"],
                             capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-5000:]
@@ -92,6 +120,6 @@ def compose(built_images, tmp_path_factory) -> Compose:
         (data_dir / sub).mkdir()
     # The jobs run as uid 10001; the output folder must be writable for it.
     (data_dir / "output").chmod(0o777)
-    project = Compose(f"mljobs-test-{secrets.token_hex(4)}", data_dir, free_port())
+    project = Compose(f"mljobs-test-{secrets.token_hex(4)}", data_dir)
     yield project
     project.down()

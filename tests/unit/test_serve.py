@@ -1,4 +1,8 @@
-"""The Flask app in-process: the native predict route, health, and error shapes."""
+"""The Flask app in-process: every protocol, health, metrics, and a table of bad inputs."""
+
+from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -6,6 +10,9 @@ from mljobs import demo
 from mljobs.predictor import load_predictor
 from mljobs.serve.app import create_app
 from mljobs.store import ModelStore
+
+ROWS = demo.scoring_table(rows=5, seed=30).drop_columns([demo.ID_COLUMN]).to_pylist()
+GOOD = ROWS[0]
 
 
 @pytest.fixture
@@ -15,51 +22,97 @@ def client(demo_store):
     app.extensions["mljobs.holder"].stop()
 
 
-def test_served_predictions_equal_the_batch_path(client, demo_store):
-    table = demo.scoring_table(rows=20)
-    reply = client.post("/predict", json=table.to_pylist())
-    assert reply.status_code == 200
-    body = reply.get_json()
-    assert body["model"] == {"name": "demo", "version": "1"}
+@pytest.fixture
+def expected(demo_store):
+    """What the batch path gives for ROWS: labels and P(yes)."""
     predictor = load_predictor(ModelStore(demo_store / "models"), "demo")
-    raw = predictor.predict_raw(predictor.featurizer.transform_table(table).matrix)
-    assert [p["probabilities"]["yes"] for p in body["predictions"]] == raw[:, 1].tolist()
-    assert [p["prediction"] for p in body["predictions"]] == predictor.labels(raw)
+    import pyarrow as pa
+
+    raw = predictor.predict_raw(predictor.featurizer.transform_table(pa.Table.from_pylist(ROWS)).matrix)
+    return predictor.labels(raw), raw[:, 1].tolist()
 
 
-def test_one_record_gives_one_prediction(client):
-    record = demo.scoring_table(rows=1).to_pylist()[0]
-    reply = client.post("/predict", json=record)
-    assert reply.status_code == 200 and len(reply.get_json()["predictions"]) == 1
+def csv_body(rows, header=True):
+    names = list(rows[0])
+    lines = [",".join(names)] if header else []
+    lines += [",".join("" if r[n] is None else str(r[n]).lower() if isinstance(r[n], bool) else str(r[n]) for n in names) for r in rows]
+    return "\n".join(lines) + "\n"
 
 
-def test_bad_fields_are_all_named_in_a_422(client):
-    reply = client.post("/predict", json={"age": "old", "plan": "basic"})
-    assert reply.status_code == 422
-    error = reply.get_json()["error"]
-    assert error["code"] == "invalid_input"
-    assert {f["field"] for f in error["fields"]} == {"age", "tenure_months", "monthly_charges", "region", "has_support"}
+# --- conformance: the same rows give the batch path's answers through every protocol ----------
+
+def test_native_json_list_and_single_record(client, expected):
+    labels, p_yes = expected
+    many = client.post("/predict", json=ROWS)
+    assert many.status_code == 200 and many.headers["X-Model-Version"] == "1"
+    assert [p["prediction"] for p in many.get_json()["predictions"]] == labels
+    assert [p["probabilities"]["yes"] for p in many.get_json()["predictions"]] == p_yes
+    one = client.post("/predict", json=GOOD).get_json()
+    assert one["model"] == {"name": "demo", "version": "1"} and one["predictions"][0]["probabilities"]["yes"] == p_yes[0]
+
+
+def test_native_csv(client, expected):
+    reply = client.post("/predict", data=csv_body(ROWS), content_type="text/csv")
+    assert reply.status_code == 200
+    assert [p["probabilities"]["yes"] for p in reply.get_json()["predictions"]] == expected[1]
 
 
 @pytest.mark.parametrize(
-    "kwargs, status",
+    "payload",
     [
-        ({"data": "age=3", "content_type": "text/plain"}, 415),
-        ({"data": b"\xff\xfe", "content_type": "application/json"}, 415),
-        ({"data": "{not json", "content_type": "application/json"}, 400),
-        ({"json": []}, 400),
+        {"dataframe_split": {"columns": list(GOOD), "data": [list(r.values()) for r in ROWS]}},
+        {"dataframe_records": ROWS},
+        {"instances": ROWS},
+        {"instances": [list(r.values()) for r in ROWS]},
+        {"inputs": {k: [r[k] for r in ROWS] for k in GOOD}},
+        {"inputs": ROWS},
     ],
-    ids=["text-plain", "not-utf8", "broken-json", "empty-list"],
+    ids=["dataframe_split", "dataframe_records", "instances-records", "instances-rows", "inputs-columns", "inputs-records"],
 )
-def test_bad_bodies_get_a_json_4xx(client, kwargs, status):
-    reply = client.post("/predict", **kwargs)
-    assert reply.status_code == status
-    assert set(reply.get_json()["error"]) >= {"code", "message"}
+def test_mlflow_invocations_json_formats(client, expected, payload):
+    reply = client.post("/invocations", json=payload)
+    assert reply.status_code == 200
+    assert reply.get_json() == {"predictions": expected[0]}
 
 
-def test_health_and_readiness(client):
+def test_mlflow_and_sagemaker_csv_with_or_without_header(client, expected):
+    for header in (True, False):
+        reply = client.post("/invocations", data=csv_body(ROWS, header), content_type="text/csv")
+        assert reply.status_code == 200 and reply.get_json() == {"predictions": expected[0]}
+    as_csv = client.post("/invocations", data=csv_body(ROWS, False), content_type="text/csv", headers={"Accept": "text/csv"})
+    assert as_csv.mimetype == "text/csv" and as_csv.get_data(as_text=True).split() == expected[0]
+
+
+def test_open_inference_protocol_v2(client, expected):
     assert client.get("/v2/health/live").status_code == 200
-    assert client.get("/ping").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.get("/v2/models/demo/ready").get_json() == {"name": "demo", "ready": True}
+    meta = client.get("/v2/models/demo").get_json()
+    assert meta["versions"] == ["1"] and [i["name"] for i in meta["inputs"]] == list(GOOD)
+    body = {"id": "r1", "inputs": [
+        {"name": k, "shape": [len(ROWS)], "datatype": "BYTES" if isinstance(GOOD[k], str) else "FP64", "data": [r[k] for r in ROWS]}
+        for k in GOOD
+    ]}
+    reply = client.post("/v2/models/demo/infer", json=body)
+    assert reply.status_code == 200
+    out = {o["name"]: o for o in reply.get_json()["outputs"]}
+    assert reply.get_json()["id"] == "r1" and reply.get_json()["model_version"] == "1"
+    assert out["prediction"]["data"] == expected[0] and out["proba_yes"]["data"] == expected[1]
+    assert out["proba_yes"]["shape"] == [len(ROWS)] and out["proba_yes"]["datatype"] == "FP64"
+
+
+def test_metadata_version_openapi_and_metrics(client):
+    assert client.get("/metadata").get_json()["schema"]["target"] == "churned"
+    assert client.get("/version").get_json()["model"] == {"name": "demo", "version": "1"}
+    doc = client.get("/openapi.json").get_json()
+    assert set(doc["components"]["schemas"]["Record"]["required"]) == set(GOOD)
+    client.post("/predict", json=GOOD)
+    client.post("/predict", json={"age": "x"})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'mljobs_requests_total{code="200",route="/predict"} 1.0' in text
+    assert 'mljobs_requests_total{code="422",route="/predict"} 1.0' in text
+    assert 'mljobs_model_info{name="demo",version="1"} 1.0' in text
+    assert "mljobs_request_duration_seconds_bucket" in text
 
 
 def test_not_ready_without_a_model_but_alive(tmp_path):
@@ -68,4 +121,87 @@ def test_not_ready_without_a_model_but_alive(tmp_path):
     assert client.get("/v2/health/live").status_code == 200
     ready = client.get("/v2/health/ready")
     assert ready.status_code == 503 and "does not exist" in ready.get_json()["reason"]
-    assert client.post("/predict", json={}).status_code == 503
+    assert client.post("/predict", json=GOOD).status_code == 503
+
+
+# --- bad input: always a 4xx with the documented shape, never a 5xx ----------------------------
+
+def with_(**changes):
+    return {**GOOD, **changes}
+
+
+def without(name):
+    return {k: v for k, v in GOOD.items() if k != name}
+
+
+J = "application/json"
+BAD = [
+    # (id, path, body, content type, status, field named)
+    ("text-plain", "/predict", "age=3", "text/plain", 415, None),
+    ("no-content-type", "/predict", json.dumps(GOOD), "", 415, None),
+    ("form", "/predict", "a=1", "application/x-www-form-urlencoded", 415, None),
+    ("xml", "/invocations", "<a/>", "application/xml", 415, None),
+    ("not-utf8", "/predict", b"\xff\xfe{}", J, 415, None),
+    ("not-utf8-csv", "/predict", b"age\n\xff\n", "text/csv", 415, None),
+    ("broken-json", "/predict", "{not json", J, 400, None),
+    ("truncated-json", "/predict", json.dumps(GOOD)[:-5], J, 400, None),
+    ("empty-body", "/predict", "", J, 400, None),
+    ("empty-list", "/predict", "[]", J, 400, None),
+    ("scalar", "/predict", "42", J, 422, "(record)"),
+    ("string", "/predict", '"hello"', J, 422, "(record)"),
+    ("list-of-scalars", "/predict", "[1, 2]", J, 422, "(record)"),
+    ("missing-field", "/predict", json.dumps(without("age")), J, 422, "age"),
+    ("all-missing", "/predict", "{}", J, 422, "plan"),
+    ("text-in-number", "/predict", json.dumps(with_(age="old")), J, 422, "age"),
+    ("bool-in-number", "/predict", json.dumps(with_(age=True)), J, 422, "age"),
+    ("list-in-number", "/predict", json.dumps(with_(tenure_months=[1])), J, 422, "tenure_months"),
+    ("object-in-category", "/predict", json.dumps(with_(plan={"a": 1})), J, 422, "plan"),
+    ("bad-boolean", "/predict", json.dumps(with_(has_support="maybe")), J, 422, "has_support"),
+    ("number-as-boolean", "/predict", json.dumps(with_(has_support=7)), J, 422, "has_support"),
+    ("infinity", "/predict", json.dumps(with_(monthly_charges=float("inf"))), J, 422, "monthly_charges"),
+    ("huge-integer", "/predict", '{"age": 1' + "0" * 400 + "}", J, 422, "age"),
+    ("second-record-bad", "/predict", json.dumps([GOOD, with_(age="x")]), J, 422, "age"),
+    ("csv-ragged", "/predict", "age,plan\n1\n", "text/csv", 400, "(row)"),
+    ("csv-empty", "/predict", "", "text/csv", 400, None),
+    ("csv-header-only", "/predict", csv_body(ROWS).splitlines()[0] + "\n", "text/csv", 400, None),
+    ("csv-bad-number", "/predict", csv_body([with_(age="old")]), "text/csv", 422, "age"),
+    ("mlflow-no-key", "/invocations", json.dumps({"records": ROWS}), J, 400, None),
+    ("mlflow-two-keys", "/invocations", json.dumps({"instances": ROWS, "inputs": ROWS}), J, 400, None),
+    ("mlflow-split-no-data", "/invocations", json.dumps({"dataframe_split": {"columns": ["age"]}}), J, 400, None),
+    ("mlflow-split-ragged", "/invocations", json.dumps({"dataframe_split": {"columns": ["age", "plan"], "data": [[1]]}}), J, 400, None),
+    ("mlflow-inputs-ragged", "/invocations", json.dumps({"inputs": {"age": [1, 2], "plan": ["basic"]}}), J, 400, None),
+    ("mlflow-instances-short-rows", "/invocations", json.dumps({"instances": [[1, 2]]}), J, 400, None),
+    ("mlflow-bad-field", "/invocations", json.dumps({"dataframe_records": [with_(plan=5.5, age="x")]}), J, 422, "age"),
+    ("v2-unknown-model", "/v2/models/other/infer", json.dumps({"inputs": []}), J, 404, None),
+    ("v2-no-inputs", "/v2/models/demo/infer", "{}", J, 400, None),
+    ("v2-input-without-data", "/v2/models/demo/infer", json.dumps({"inputs": [{"name": "age"}]}), J, 400, None),
+    ("v2-missing-feature", "/v2/models/demo/infer", json.dumps({"inputs": [{"name": "age", "data": [1], "shape": [1], "datatype": "FP64"}]}), J, 422, "plan"),
+    ("v2-text", "/v2/models/demo/infer", "hello", "text/plain", 415, None),
+    ("v2-no-content-type-not-json", "/v2/models/demo/infer", "hello", "", 400, None),
+    ("unknown-route", "/nope", "{}", J, 404, None),
+]
+
+
+@pytest.mark.parametrize("path, body, content_type, status, field", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_gets_a_4xx_in_the_documented_shape(client, path, body, content_type, status, field):
+    reply = client.post(path, data=body, content_type=content_type)
+    assert reply.status_code == status
+    error = reply.get_json()["error"]
+    if path.startswith("/v2/"):
+        assert isinstance(error, str) and error  # the v2 protocol's shape: a message string
+        error = reply.get_json()["details"]
+    assert set(error) >= {"code", "message"} and "Traceback" not in reply.get_data(as_text=True)
+    if field:
+        assert field in [f["field"] for f in error["fields"]]
+
+
+def test_more_than_thirty_bad_inputs_are_covered():
+    assert len(BAD) >= 30
+
+
+def test_wrong_method_and_oversized_body(demo_store):
+    app = create_app({"MODELS_DIR": str(demo_store / "models"), "MODEL": "demo", "POLL_SECONDS": "3600", "MAX_BODY_BYTES": "1000"})
+    client = app.test_client()
+    assert client.get("/predict").status_code == 405
+    big = client.post("/predict", data=json.dumps([GOOD] * 50), content_type=J)
+    assert big.status_code == 413 and big.get_json()["error"]["code"] == "request_entity_too_large"

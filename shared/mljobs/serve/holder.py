@@ -16,6 +16,7 @@ import time
 from ..errors import MljobsError
 from ..predictor import Predictor, load_predictor
 from ..store import ModelRef, ModelStore
+from .metrics import ServerMetrics
 
 log = logging.getLogger("mljobs.serve")
 
@@ -27,8 +28,8 @@ class Health(enum.Enum):
 
 
 class ModelHolder:
-    def __init__(self, store: ModelStore, ref: ModelRef, poll_seconds: float = 2.0):
-        self.store, self.ref, self.poll_seconds = store, ref, poll_seconds
+    def __init__(self, store: ModelStore, ref: ModelRef, metrics: ServerMetrics, poll_seconds: float = 2.0):
+        self.store, self.ref, self.metrics, self.poll_seconds = store, ref, metrics, poll_seconds
         self.predictor: Predictor | None = None
         self.health = Health.STARTING
         self.last_error: str | None = None
@@ -49,9 +50,11 @@ class ModelHolder:
             predictor = load_predictor(self.store, ModelRef(self.ref.name, version=version))
         except MljobsError as exc:
             self.refused.add(version)
-            self._note_failure(str(exc))
+            self.metrics.load_failures.labels(version).inc()
+            self._note_failure(f"version {version} refused: {exc}")
             return
         self.predictor, self.health, self.last_error = predictor, Health.READY, None
+        self.metrics.serving(predictor.name, predictor.version, current.version if current else None)
         log.info("serving %s:%s", predictor.name, predictor.version)
 
     def _note_failure(self, reason: str) -> None:

@@ -1,0 +1,176 @@
+"""Serving with real containers: gunicorn replicas behind nginx, every protocol over real HTTP,
+bad input, oversized bodies, hot swap under load, a refused corrupt version, a replica killed
+under load, and a fast stop."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import requests
+
+from tests.unit.test_serve import BAD, GOOD, ROWS, csv_body
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def fleet(compose):
+    trained = compose.run("train", "--promote", "production")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    up = compose("up", "-d", "--scale", "serve=2", "serve", "lb")
+    assert up.returncode == 0, up.stderr[-3000:]
+    compose.wait_ready()
+    compose.wait_ready("/v2/health/ready", lb=True)
+    return compose
+
+
+class Load:
+    """Bounded load from a few threads: counts status codes and answering versions."""
+
+    def __init__(self, url: str, threads: int = 3, max_seconds: float = 60):
+        self.url, self.stop, self.deadline = url, threading.Event(), time.monotonic() + max_seconds
+        self.statuses: Counter = Counter()
+        self.versions: list[tuple[float, str]] = []
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                reply = session.post(self.url, json=GOOD, timeout=10)
+                self.statuses[reply.status_code] += 1
+                if reply.status_code == 200:
+                    self.versions.append((time.monotonic(), reply.headers["X-Model-Version"]))
+            except requests.RequestException as exc:
+                self.errors.append(type(exc).__name__)
+
+    def __enter__(self) -> "Load":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+
+    def failures(self) -> int:
+        return sum(n for code, n in self.statuses.items() if not 200 <= code < 300) + len(self.errors)
+
+
+def test_every_protocol_answers_over_real_http(fleet):
+    for base in (fleet.url(""), fleet.url("", lb=True)):
+        native = requests.post(base + "/predict", json=ROWS, timeout=10)
+        assert native.status_code == 200 and len(native.json()["predictions"]) == len(ROWS)
+        labels = [p["prediction"] for p in native.json()["predictions"]]
+        csv = requests.post(base + "/predict", data=csv_body(ROWS), headers={"Content-Type": "text/csv"}, timeout=10)
+        assert [p["prediction"] for p in csv.json()["predictions"]] == labels
+        mlflow = requests.post(base + "/invocations", json={"dataframe_split": {
+            "columns": list(GOOD), "data": [list(r.values()) for r in ROWS]}}, timeout=10)
+        assert mlflow.json() == {"predictions": labels}
+        assert requests.get(base + "/ping", timeout=5).status_code == 200
+        sagemaker = requests.post(base + "/invocations", data=csv_body(ROWS, header=False),
+                                  headers={"Content-Type": "text/csv", "Accept": "text/csv"}, timeout=10)
+        assert sagemaker.text.split() == labels
+        for path in ("/health", "/version", "/metadata", "/openapi.json", "/v2/health/live", "/v2/models/demo/ready"):
+            assert requests.get(base + path, timeout=5).status_code == 200, path
+
+
+def test_open_inference_protocol_with_its_own_client(fleet):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{fleet.lb_port}")
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("demo")
+    metadata = client.get_model_metadata("demo")
+    assert [i["name"] for i in metadata["inputs"]] == list(GOOD)
+    inputs = []
+    for feature in metadata["inputs"]:
+        values = [r[feature["name"]] for r in ROWS]
+        dtype = {"FP64": np.float64, "BYTES": np.object_, "BOOL": np.bool_}[feature["datatype"]]
+        array = np.array([np.nan if v is None and dtype is np.float64 else ("" if v is None else v) for v in values], dtype=dtype)
+        tensor = triton.InferInput(feature["name"], [len(ROWS)], feature["datatype"])
+        tensor.set_data_from_numpy(array, binary_data=False)
+        inputs.append(tensor)
+    outputs = [triton.InferRequestedOutput(o["name"], binary_data=False) for o in metadata["outputs"]]
+    result = client.infer("demo", inputs, outputs=outputs)
+    native = requests.post(fleet.url("/predict"), json=[{k: (None if v is None else v) for k, v in r.items()} for r in ROWS], timeout=10)
+    assert [p.decode() if isinstance(p, bytes) else p for p in result.as_numpy("prediction")] == [p["prediction"] for p in native.json()["predictions"]]
+
+
+def test_bad_input_is_always_a_4xx_in_the_documented_shape(fleet):
+    for name, path, body, content_type, status, field in BAD:
+        reply = requests.post(fleet.url(path, lb=True), data=body, headers={"Content-Type": content_type} if content_type else {}, timeout=10)
+        assert reply.status_code == status, name
+        payload = reply.json()
+        error = payload["details"] if path.startswith("/v2/") else payload["error"]
+        assert {"code", "message"} <= set(error) and "Traceback" not in reply.text, name
+
+
+def test_oversized_bodies_get_413_with_or_without_content_length(fleet):
+    big = b"[" + b",".join([b'{"age": 1}'] * 1_000_000) + b"]"  # about 11 MB, over the 8 MB limit
+    sized = requests.post(fleet.url("/predict"), data=big, headers={"Content-Type": "application/json"}, timeout=30)
+    assert sized.status_code == 413 and sized.json()["error"]["code"] == "request_entity_too_large"
+    chunked = requests.post(fleet.url("/predict"), data=(big[i:i + 65536] for i in range(0, len(big), 65536)),
+                            headers={"Content-Type": "application/json"}, timeout=30)
+    assert chunked.status_code == 413
+
+
+def test_promotion_under_load_swaps_without_a_failed_request(fleet):
+    assert fleet.run("train", "--seed", "7").returncode == 0  # version 2; production stays at 1
+    with Load(fleet.url("/predict", lb=True)) as load:
+        time.sleep(2)
+        assert {v for _, v in load.versions} == {"1"}
+        promoted_at = time.monotonic()
+        assert fleet.run("models", "promote", "demo", "2").returncode == 0
+        time.sleep(8)
+    assert load.failures() == 0, (load.statuses, load.errors[:5])
+    first_new = min(t for t, v in load.versions if v == "2")
+    assert first_new - promoted_at < 6
+    assert all(v == "2" for t, v in load.versions if t > first_new + 3)  # every worker of every replica
+
+
+def test_a_corrupt_version_is_refused_while_the_old_one_keeps_serving(fleet):
+    serving = requests.get(fleet.url("/version", lb=True), timeout=5).json()["model"]["version"]
+    assert fleet.run("train", "--seed", "8").returncode == 0
+    newest = max(int(v) for v in fleet("run", "--rm", "-T", "--entrypoint", "ls", "models", "/models/demo").stdout.split() if v.isdigit())
+    # Flip one byte of the new model, then point the alias at it behind the store's back.
+    tamper = (f"printf x | dd of=/models/demo/{newest}/model.lgb.txt bs=1 seek=200 conv=notrunc 2>/dev/null && "
+              f"echo {newest} > /models/demo/aliases/production")
+    assert fleet("run", "--rm", "-T", "--entrypoint", "sh", "models", "-c", tamper).returncode == 0
+    with Load(fleet.url("/predict", lb=True)) as load:
+        time.sleep(6)
+    assert load.failures() == 0 and {v for _, v in load.versions} == {serving}
+    metrics = requests.get(fleet.url("/metrics"), timeout=5).text
+    assert f'mljobs_model_load_failures_total{{version="{newest}"}}' in metrics
+    logs = fleet("logs", "serve").stdout
+    assert f"version {newest} refused" in logs and "does not match its MANIFEST" in logs
+    assert fleet.run("models", "rollback", "demo").returncode == 0
+
+
+def test_killing_a_replica_under_load_loses_no_request(fleet):
+    assert fleet("up", "-d", "--scale", "serve=3", "--no-recreate", "serve").returncode == 0
+    time.sleep(3)
+    fleet.wait_ready(lb=True)
+    victim = fleet.containers("serve")[-1]
+    with Load(fleet.url("/predict", lb=True), threads=4) as load:
+        time.sleep(2)
+        subprocess.run(["docker", "kill", victim], capture_output=True, check=True)
+        time.sleep(5)
+    assert sum(load.statuses.values()) > 100
+    assert load.failures() == 0, (load.statuses, load.errors[:5])
+
+
+def test_docker_stop_ends_a_replica_cleanly_within_two_seconds(fleet):
+    container = next(c for c in fleet.containers("serve")
+                     if subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", c], capture_output=True, text=True).stdout.strip() == "true")
+    start = time.monotonic()
+    subprocess.run(["docker", "stop", "--time", "15", container], capture_output=True, check=True)
+    took = time.monotonic() - start
+    code = subprocess.run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container], capture_output=True, text=True).stdout.strip()
+    assert took < 2 and code == "0", (took, code)
