@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +20,16 @@ SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 def resolve_inputs(spec: str) -> list[Path]:
     """The files an --input names, in a stable order."""
+    try:
+        return _resolve_inputs(spec)
+    except PermissionError as exc:
+        raise BadInputError(
+            f"cannot read {exc.filename or spec}: permission denied for uid {os.getuid()} "
+            "(make it readable for others, e.g. chmod o+rx on its folders, or run the job as its owner)"
+        ) from None
+
+
+def _resolve_inputs(spec: str) -> list[Path]:
     path = Path(spec)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and not p.name.startswith((".", "_")))

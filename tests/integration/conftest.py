@@ -91,6 +91,7 @@ class Compose:
     def down(self) -> None:
         self("down", "--volumes", "--remove-orphans", "--timeout", "5")
         remove_labelled(f"com.docker.compose.project={self.project}")
+        remove_labelled(f"org.mljobs.project={self.project}")  # what the launcher made
 
 
 def remove_labelled(label: str) -> None:

@@ -1,0 +1,216 @@
+"""`mljobs`: build the images, run train and predict jobs, run the serving fleet, look at the
+model store and the run history, all through the Docker SDK."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from .engine import IMAGES, LauncherError, Project, connect
+from .jobs import TIMED_OUT, JobSpec, describe, map_paths, run_job
+from . import fleet
+
+console = Console(stderr=True, soft_wrap=True)  # long reasons stay on one line for scripts and logs
+out = Console()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mljobs", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build the images from a checkout of mljobs")
+    build.add_argument("--context", type=Path, default=Path("."), help="the checkout (default: the current folder)")
+    build.add_argument("--base-image", help="base image for the Python images (default python:3.11-slim)")
+
+    for job, text in (("train", "train a model (flags as the train job: --input, --target, --model, ...)"),
+                      ("predict", "score rows (flags as the predict job: --model, --input, --output, ...)")):
+        j = sub.add_parser(job, help=text, add_help=False)
+        j.add_argument("--cpus", type=float, default=float(os.environ.get("MLJOBS_CPUS", "2")), help="CPU limit (default 2)")
+        j.add_argument("--memory", default=os.environ.get("MLJOBS_MEMORY", "4g"), help="memory limit (default 4g)")
+        j.add_argument("--timeout", type=float, help="kill the job after this many seconds")
+
+    serve = sub.add_parser("serve", help="the HTTP serving fleet")
+    serve_sub = serve.add_subparsers(dest="action", required=True)
+    up = serve_sub.add_parser("up", help="start N replicas behind the load balancer")
+    up.add_argument("--replicas", type=int, default=2)
+    up.add_argument("--model", default=os.environ.get("MLJOBS_MODEL", "demo"))
+    up.add_argument("--port", type=int, default=int(os.environ.get("MLJOBS_LB_PORT", "8000")), help="published on 127.0.0.1")
+    up.add_argument("--workers", type=int, default=2, help="gunicorn workers per replica")
+    serve_sub.add_parser("down", help="stop and remove the fleet")
+    status = serve_sub.add_parser("status", help="the fleet's containers")
+    status.add_argument("--json", action="store_true")
+    scale = serve_sub.add_parser("scale", help="change the number of replicas")
+    scale.add_argument("replicas", type=int)
+    scale.add_argument("--model", default=os.environ.get("MLJOBS_MODEL", "demo"))
+
+    models = sub.add_parser("models", help="the model store: list, show, promote, rollback")
+    models.add_argument("models_args", nargs=argparse.REMAINDER)
+
+    runs = sub.add_parser("runs", help="every job run (train, predict), whoever started it")
+    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--last", type=int, default=20, help="how many of the newest to show (default 20)")
+
+    logs = sub.add_parser("logs", help="logs of the serving fleet")
+    logs.add_argument("role", choices=["serve", "lb"], nargs="?", default="serve")
+    logs.add_argument("--tail", type=int, default=100)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = parser().parse_known_args(argv)
+    if rest and args.command not in ("train", "predict"):
+        parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    project = Project.from_env()
+    client = None
+    try:
+        client = connect()
+        return COMMANDS[args.command](client, project, args, rest)
+    except LauncherError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: the job's container was stopped and removed[/yellow]")
+        return 130
+    finally:
+        if client is not None:
+            client.close()
+
+
+def cmd_build(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
+    context = args.context.resolve()
+    if not (context / "images" / "train" / "Dockerfile").is_file():
+        raise LauncherError(f"{context} is not an mljobs checkout (no images/train/Dockerfile): pass --context", 2)
+    from docker.errors import APIError, BuildError
+
+    for image in IMAGES:
+        build_args = {"BASE_IMAGE": args.base_image} if args.base_image and image != "lb" else {}
+        with console.status(f"building {project.image(image)}") as status:
+            try:
+                for event in client.api.build(path=str(context), dockerfile=f"images/{image}/Dockerfile", tag=project.image(image),
+                                              buildargs=build_args, decode=True, rm=True):
+                    if "error" in event:
+                        raise LauncherError(f"building {project.image(image)} failed: {event['error'].strip()}")
+                    if event.get("stream", "").startswith("Step "):
+                        status.update(f"building {project.image(image)}: {event['stream'].strip()}")
+            except (APIError, BuildError) as exc:
+                raise LauncherError(f"building {project.image(image)} failed: {exc}") from None
+        console.print(f"[green]built[/green] {project.image(image)}")
+    return 0
+
+
+def run_one_shot(client: Any, project: Project, spec: JobSpec) -> int:
+    def show(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+
+    with console.status(f"running {spec.job} in {project.image('train' if spec.job == 'train' else spec.job)}"):
+        result = run_job(client, project, spec, show)
+    message = describe(spec.job, result, spec.timeout)
+    console.print(("[green]" if result.exit_code == 0 and not result.timed_out else "[red]") + message, highlight=False)
+    return TIMED_OUT if result.timed_out else result.exit_code
+
+
+def cmd_job(client: Any, project: Project, args: argparse.Namespace, rest: list[str]) -> int:
+    job_args, mounts, user = map_paths(rest, args.command)
+    spec = JobSpec(args.command, job_args, mounts, models_writable=args.command == "train",
+                   user=user if args.command == "predict" else "10001:10001",
+                   cpus=args.cpus, memory=args.memory, timeout=args.timeout)
+    return run_one_shot(client, project, spec)
+
+
+def query(client: Any, project: Project, args: list[str], entrypoint: list[str] | None = None, writable: bool = False) -> str:
+    """Run a short store command in the train image and return its standard output."""
+    lines: list[str] = []
+    spec = JobSpec("models", args, entrypoint=entrypoint or ["python", "-m", "mljobs.jobs.models"], models_writable=writable)
+    result = run_job(client, project, spec, lines.append)
+    if result.exit_code != 0:
+        raise LauncherError(result.reason or f"exit {result.exit_code}", result.exit_code)
+    return "\n".join(line for line in lines if line.strip())
+
+
+def cmd_models(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
+    words = args.models_args
+    if not words:
+        raise LauncherError("say what to do: mljobs models list|show|promote|rollback ...", 2)
+    writable = words[0] in ("promote", "rollback")
+    text = query(client, project, ["--models-dir", "/models", *words], writable=writable)
+    if words[0] == "list" and "--json" not in words:
+        models = json.loads(query(client, project, ["--models-dir", "/models", "list", "--json"]))
+        table = Table("model", "versions", "aliases")
+        for m in models:
+            table.add_row(m["name"], ", ".join(m["versions"]), "  ".join(f"{a} → {v}" for a, v in m["aliases"].items()))
+        out.print(table if models else "no models yet: mljobs train")
+    else:
+        out.print(text, markup=False, highlight=False)
+    return 0
+
+
+RUNS_SCRIPT = "import glob, json; print(json.dumps([json.load(open(p)) for p in glob.glob('/runs/*.json')]))"
+
+
+def cmd_runs(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
+    records = json.loads(query(client, project, ["-c", RUNS_SCRIPT], entrypoint=["python"]))
+    records = sorted(records, key=lambda r: r.get("started") or "")[-args.last:]
+    if args.json:
+        out.print_json(data=records)
+        return 0
+    table = Table("started", "job", "status", "model", "rows in/out/rejected", "by", "reason / output")
+    for r in records:
+        rows = r.get("rows") or {}
+        model = r.get("model") or {}
+        status = r.get("status_detail") or r.get("status", "?")
+        colour = {"succeeded": "green", "failed": "red", "running": "yellow"}.get(r.get("status"), "white")
+        table.add_row(r.get("started", "?"), r.get("job", "?"), f"[{colour}]{status}[/{colour}]",
+                      f"{model.get('name', '')}:{model.get('version', '')}" if model else "",
+                      "/".join(str(rows.get(k, "-")) for k in ("in", "out", "rejected")) if rows else "",
+                      r.get("started_by", ""), r.get("reason") or r.get("output") or "")
+    out.print(table)
+    return 0
+
+
+def cmd_serve(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
+    if args.action == "up":
+        with console.status(f"starting {args.replicas} replica(s) of {args.model} behind the load balancer"):
+            fleet.up(client, project, args.replicas, args.model, args.port, args.workers)
+            fleet.wait_healthy(client, project)
+        console.print(f"[green]serving[/green] {args.model} on http://127.0.0.1:{args.port} ({args.replicas} replicas)")
+    elif args.action == "down":
+        console.print(f"removed {fleet.down(client, project)} container(s)")
+    elif args.action == "scale":
+        fleet.scale(client, project, args.replicas, args.model)
+        fleet.wait_healthy(client, project)
+        console.print(f"{args.replicas} replica(s)")
+    else:
+        rows = fleet.status(client, project)
+        if args.json:
+            out.print_json(data=rows)
+        else:
+            table = Table("name", "role", "state", "health", "published")
+            for row in rows:
+                table.add_row(*row.values())
+            out.print(table if rows else "no fleet running: mljobs serve up")
+    return 0
+
+
+def cmd_logs(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
+    containers = fleet.replicas(client, project) if args.role == "serve" else [c for c in [fleet.balancer(client, project)] if c]
+    if not containers:
+        raise LauncherError("no fleet running: mljobs serve up")
+    for container in containers:
+        out.rule(container.name)
+        out.print(container.logs(tail=args.tail).decode("utf-8", "replace"), markup=False, highlight=False)
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "train": cmd_job, "predict": cmd_job, "serve": cmd_serve,
+            "models": cmd_models, "runs": cmd_runs, "logs": cmd_logs}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The `mljobs` launcher against the real engine, sharing volumes with the compose path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from mljobs import demo
+from mljobs.launcher import cli
+from tests.datasets import multiclass_table
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def host_dir(tmp_path):
+    """A folder of the user's, readable by the job's uid like an ordinary home folder."""
+    folder = tmp_path / "host"
+    folder.mkdir(mode=0o755)
+    return folder
+
+
+@pytest.fixture
+def launcher(compose, monkeypatch, capsys):
+    """Run `mljobs ...` in-process on the compose fixture's project; returns (code, stdout, stderr)."""
+    monkeypatch.setenv("COMPOSE_PROJECT_NAME", compose.project)
+
+    def run(*argv: str):
+        code = cli.main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def labelled(kind: str, project: str) -> list[str]:
+    flag = ["-a"] if kind == "container" else []
+    return subprocess.run(["docker", kind, "ls", "-q", *flag, "--filter", f"label=org.mljobs.project={project}"],
+                          capture_output=True, text=True).stdout.split()
+
+
+def test_launcher_and_compose_give_the_same_model_and_predictions(compose, launcher, host_dir):
+    table = multiclass_table()
+    pacsv.write_csv(table, compose.data_dir / "input" / "species.csv")
+    pacsv.write_csv(table, host_dir / "species.csv")
+    new = table.drop_columns(["species"]).slice(0, 200)
+    pacsv.write_csv(new, compose.data_dir / "input" / "new-species.csv")
+    pacsv.write_csv(new, host_dir / "new-species.csv")
+
+    assert compose.run("train", "--input", "/data/input/species.csv", "--target", "species", "--model", "by-compose").returncode == 0
+    code, _, err = launcher("train", "--input", str(host_dir / "species.csv"), "--target", "species", "--model", "by-launcher")
+    assert code == 0, err
+    assert "train done" in err
+
+    assert compose.run("predict", "--model", "by-compose", "--input", "/data/input/new-species.csv", "--proba").returncode == 0
+    out = host_dir / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    code, _, err = launcher("predict", "--model", "by-launcher", "--input", str(host_dir / "new-species.csv"),
+                            "--output", str(out), "--proba")
+    assert code == 0, err
+    [by_compose] = (compose.data_dir / "output").glob("model=by-compose/date=*/run=*/predictions.parquet")
+    [by_launcher] = out.glob("model=by-launcher/date=*/run=*/predictions.parquet")
+    assert pq.read_table(by_launcher).equals(pq.read_table(by_compose))
+
+    code, listing, _ = launcher("runs", "--json", "--last", "100")
+    records = json.loads(listing)
+    mine = {(r["job"], r["model"].get("name"), r["started_by"]): r for r in records if r.get("model")}
+    assert mine[("predict", "by-compose", "compose")]["rows"] == {"in": 200, "out": 200, "rejected": 0}
+    assert mine[("predict", "by-launcher", "mljobs")]["rows"] == {"in": 200, "out": 200, "rejected": 0}
+    assert mine[("train", "by-launcher", "mljobs")]["status"] == "succeeded"
+
+    code, listing, _ = launcher("models", "list", "--json")
+    assert {"by-compose", "by-launcher"} <= {m["name"] for m in json.loads(listing)}
+
+
+def test_bad_input_is_reported_as_bad_input_with_its_reason(launcher, host_dir):
+    (host_dir / "one-class.csv").write_text("a,label\n1,x\n2,x\n3,x\n")
+    code, _, err = launcher("train", "--input", str(host_dir / "one-class.csv"), "--target", "label", "--model", "bad")
+    assert code == 3
+    assert "train failed (bad input data, exit 3): train failed: target column 'label' has 1 class(es)" in err.replace("\n", " ")
+
+
+def test_clear_errors_for_a_missing_input_and_a_missing_model(launcher, host_dir):
+    code, _, err = launcher("predict", "--input", str(host_dir / "nope.csv"), "--output", str(host_dir))
+    assert code == 3 and "nope.csv: no such file or folder" in err and "Traceback" not in err
+    code, _, err = launcher("predict", "--model", "ghost", "--output", str(host_dir))
+    assert code == 2 and "cannot write to /data/output: it belongs to uid 0" in err  # root's folder, job uid 10001
+    host_dir.chmod(0o777)
+    code, _, err = launcher("predict", "--model", "ghost", "--output", str(host_dir))
+    assert code == 4 and "model 'ghost' does not exist" in err
+
+
+def test_timeout_kills_a_long_job_and_leaves_no_container(compose, launcher, host_dir):
+    assert compose.run("train").returncode == 0
+    pq.write_table(demo.scoring_table(rows=3_000_000), host_dir / "big.parquet")
+    out = host_dir / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    code, _, err = launcher("predict", "--input", str(host_dir / "big.parquet"), "--output", str(out), "--timeout", "3")
+    assert code == 124 and "timed out after 3 s and was killed" in err
+    assert [c for c in labelled("container", compose.project)] == []
+    assert not list(out.glob("model=*/date=*/run=*"))
+
+
+def test_serve_fleet_up_scale_status_down(compose, launcher):
+    import requests
+
+    if "demo" not in [m["name"] for m in json.loads(launcher("models", "list", "--json")[1])]:
+        assert compose.run("train").returncode == 0
+    port = compose.lb_port + 1 if compose.lb_port < 65000 else compose.lb_port - 1
+    code, _, err = launcher("serve", "up", "--replicas", "2", "--port", str(port))
+    assert code == 0, err
+    reply = requests.post(f"http://127.0.0.1:{port}/predict", json=demo.scoring_table(rows=1).to_pylist()[0], timeout=10)
+    assert reply.status_code == 200
+    assert launcher("serve", "scale", "3")[0] == 0
+    code, status, _ = launcher("serve", "status", "--json")
+    assert sorted(r["role"] for r in json.loads(status)) == ["lb", "serve", "serve", "serve"]
+    assert launcher("serve", "down")[0] == 0
+    assert labelled("container", compose.project) == [] and labelled("network", compose.project) == []
