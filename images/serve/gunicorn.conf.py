@@ -16,6 +16,8 @@ worker_tmp_dir = "/dev/shm"
 preload_app = False
 accesslog = os.environ.get("MLJOBS_ACCESS_LOG") or None
 errorlog = "-"
+# No control socket: it would be written under $HOME, which is read-only here, and nothing uses it.
+control_socket_disable = True
 loglevel = os.environ.get("MLJOBS_LOG_LEVEL", "info").lower()
 
 # Prometheus counts from every worker, summed at /metrics; set before any worker imports the client.
@@ -31,3 +33,29 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _whole_response_writes():
+    """gunicorn sends a response's headers and its body in two writes. A replica killed between
+    them leaves the load balancer holding headers it has already passed on, so it cannot retry.
+    Sending a complete small response in one write leaves it either nothing (which it retries
+    on another replica) or all of it."""
+    from gunicorn import util
+    from gunicorn.http import wsgi
+
+    write = wsgi.Response.write
+
+    def write_whole(self, arg):
+        whole = (not self.headers_sent and not self.chunked and not self._omits_body
+                 and isinstance(arg, bytes) and self.response_length == len(arg))
+        if not whole:
+            return write(self, arg)
+        lines = self.default_headers() + ["%s: %s\r\n" % (k, v) for k, v in self.headers]
+        util.write(self.sock, util.to_bytestring("%s\r\n" % "".join(lines), "latin-1") + arg)
+        self.headers_sent = True
+        self.sent += len(arg)
+
+    wsgi.Response.write = write_whole
+
+
+_whole_response_writes()

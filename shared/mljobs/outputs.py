@@ -26,9 +26,10 @@ SUCCESS = "_SUCCESS"
 FORMATS = ("parquet", "csv")
 
 
-def run_folder(root: Path, model: str, run_id: str) -> Path:
+def run_folder(root: Path, name: str, run_id: str, partition: str = "model") -> Path:
+    """<root>/<partition>=<name>/date=<today>/run=<run-id>: Hive-style, so engines read it as a table."""
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    return root / f"model={model}" / f"date={day}" / f"run={run_id}"
+    return root / f"{partition}={name}" / f"date={day}" / f"run={run_id}"
 
 
 def earlier_run(root: Path, model: str, key: str) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from .errors import ModelError
 from .estimators import LOADERS, Estimator
 from .featurize import Features, Featurizer
 from .schema import CLASSIFICATION, FeatureSchema
-from .store import ModelRef, ModelStore
+from .store import ModelRef, ModelStore, verify_manifest
 
 SCHEMA_FILE, METADATA_FILE = "schema.json", "metadata.json"
 # Libraries whose file formats a model depends on, and how much of the version must match.
@@ -92,8 +93,13 @@ def check_libraries(where: str, recorded: dict[str, str], needed: list[str]) -> 
 def load_predictor(store: ModelStore, ref: ModelRef | str, strict_categories: bool = False) -> Predictor:
     ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
     version = store.resolve(ref)
-    folder = store.verified_dir(ref.name, version)
-    where = f"{ref.name}:{version}"
+    return load_version(store.model_dir(ref.name) / version, ref.name, version, strict_categories)
+
+
+def load_version(folder: Path, name: str, version: str, strict_categories: bool = False) -> Predictor:
+    """A model version from its folder (in the store, or shipped to a Spark executor), verified."""
+    verify_manifest(folder)
+    where = f"{name}:{version}"
     try:
         schema = FeatureSchema.from_json((folder / SCHEMA_FILE).read_text())
         meta = json.loads((folder / METADATA_FILE).read_text())
@@ -104,4 +110,4 @@ def load_predictor(store: ModelStore, ref: ModelRef | str, strict_categories: bo
         raise ModelError(f"model {where} is refused: unknown estimator kind {kind!r}")
     check_libraries(where, meta.get("libraries", {}), meta["estimator"].get("libraries", []))
     estimator = LOADERS[kind](folder, schema)
-    return Predictor(ref.name, version, schema, meta, estimator, Featurizer(schema, strict_categories))
+    return Predictor(name, version, schema, meta, estimator, Featurizer(schema, strict_categories))

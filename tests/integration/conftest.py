@@ -83,7 +83,7 @@ class Compose:
             try:
                 if requests.get(self.url(path, lb), timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or too busy to answer in time
                 pass
             time.sleep(0.3)
         raise AssertionError(f"{path} not ready after {deadline_s} s:\n{self('logs').stdout[-3000:]}")

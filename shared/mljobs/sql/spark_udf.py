@@ -1,0 +1,97 @@
+"""Stored models as Spark functions, for data that outgrows one machine.
+
+The verified version folder is shipped to the executors with SparkContext.addFile; each Python
+worker loads (and verifies) it once and scores Arrow batches through the same core as the batch
+job. Two forms:
+
+    spark.udf.register("predict_demo", prediction_udf(spark, "/models", "demo"))
+    spark.sql("SELECT *, predict_demo(struct(*)) AS churn FROM new")
+
+    score_dataframe(df, spark, "/models", "demo")        # whole table, via mapInPandas
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import InvalidRecordsError
+from ..predictor import Predictor, load_version
+from ..store import ModelRef, ModelStore
+from . import label_type, score_rows
+
+SPARK_TYPES = {pa.string(): "string", pa.int64(): "bigint", pa.bool_(): "boolean", pa.float64(): "double"}
+
+
+def ship(spark: Any, models_dir: str | Path, ref: ModelRef | str) -> tuple[str, str, str]:
+    """Verify the version on the driver, then ship its folder to every executor."""
+    ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+    store = ModelStore(models_dir)
+    version = store.resolve(ref)
+    folder = store.verified_dir(ref.name, version)
+    shipped = f"mljobs-{ref.name}-{version}"
+    staging = Path(tempfile.mkdtemp(prefix="mljobs-ship-")) / shipped
+    shutil.copytree(folder, staging)
+    spark.sparkContext.addFile(str(staging), recursive=True)
+    return shipped, ref.name, version
+
+
+@lru_cache(maxsize=8)
+def _predictor(shipped: str, name: str, version: str) -> Predictor:
+    """On an executor: the shipped folder, verified again after its journey, loaded once."""
+    from pyspark import SparkFiles
+
+    return load_version(Path(SparkFiles.get(shipped)), name, version)
+
+
+def _spark_type(predictor: Predictor, proba: bool) -> str:
+    if proba:
+        return "struct<" + ", ".join(f"`{c}`: double" for c in predictor.schema.classes) + ">"
+    return SPARK_TYPES[label_type(predictor)]
+
+
+def prediction_udf(spark: Any, models_dir: str | Path, ref: ModelRef | str, proba: bool = False) -> Any:
+    """A pandas UDF over struct(*) of the row: predictions, or class probabilities."""
+    from pyspark.sql.functions import pandas_udf
+
+    shipped, name, version = ship(spark, models_dir, ref)
+    local = load_version(Path(ModelStore(models_dir).model_dir(name)) / version, name, version)
+
+    def rows_of(frame: pd.DataFrame) -> pa.Table:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    # Spark picks the UDF kind from the type hints: Series out for labels, DataFrame for a struct.
+    def labels(rows: pd.DataFrame) -> pd.Series:
+        return score_rows(_predictor(shipped, name, version), rows_of(rows), proba=False).to_pandas()
+
+    def probabilities(rows: pd.DataFrame) -> pd.DataFrame:
+        result = score_rows(_predictor(shipped, name, version), rows_of(rows), proba=True)
+        return pd.DataFrame({f.name: result.field(i).to_pandas() for i, f in enumerate(result.type)})
+
+    return pandas_udf(probabilities if proba else labels, _spark_type(local, proba))
+
+
+def score_dataframe(df: Any, spark: Any, models_dir: str | Path, ref: ModelRef | str, proba: bool = True) -> Any:
+    """The whole table with `prediction` (and `proba_<class>`) columns added, via mapInPandas."""
+    shipped, name, version = ship(spark, models_dir, ref)
+    local = load_version(Path(ModelStore(models_dir).model_dir(name)) / version, name, version)
+    extra = [f"prediction {SPARK_TYPES[label_type(local)]}"]
+    if proba and local.is_classifier:
+        extra += [f"`proba_{c}` double" for c in local.schema.classes]
+    schema = ", ".join([f"`{f.name}` {f.dataType.simpleString()}" for f in df.schema.fields] + extra)
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        predictor = _predictor(shipped, name, version)
+        for frame in batches:
+            columns, features = predictor.score_table(pa.Table.from_pandas(frame, preserve_index=False), proba, threads=1)
+            if features.errors:
+                raise InvalidRecordsError(features.errors)
+            yield frame.assign(**{k: v.to_pandas() for k, v in columns.items()})
+
+    return df.mapInPandas(score, schema)
