@@ -17,12 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cached_venv, measure, measure_interleaved, wide_table  # noqa: E402
+from common import cached_venv, measure, measure_interleaved, numeric_table  # noqa: E402
 
 MLFLOW_PACKAGES = ["mlflow==3.17.2", "lightgbm==4.7.0"]
 
@@ -39,16 +38,6 @@ SAVE_MLFLOW_MODEL = """
 import sys, lightgbm, mlflow.lightgbm
 mlflow.lightgbm.save_model(lightgbm.Booster(model_file=sys.argv[1]), sys.argv[2])
 """
-
-
-def numeric_table(rows: int, seed: int) -> pa.Table:
-    """The wide table with its two categoricals as small integer codes: a shape all three
-    contenders (MLflow's pyfunc included) accept as it is."""
-    table = wide_table(rows, seed=seed)
-    for name in ("colour", "size"):
-        codes = pa.compute.index_in(table.column(name), value_set=pa.compute.unique(table.column(name)))
-        table = table.set_column(table.schema.get_field_index(name), name, codes.cast(pa.int64()))
-    return table
 
 
 def mljobs_command(work: Path, source: Path, fmt: str) -> list[str]:

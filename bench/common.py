@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def wide_table(rows: int, numeric: int = 30, seed: int = 0) -> pa.Table:
@@ -25,6 +26,16 @@ def wide_table(rows: int, numeric: int = 30, seed: int = 0) -> pa.Table:
     logit = columns["x0"] - 0.5 * columns["x1"] + 0.3 * columns["x2"] * columns["x3"]
     columns["label"] = pa.array((rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64))
     return pa.table(columns)
+
+
+def numeric_table(rows: int, seed: int) -> pa.Table:
+    """The wide table with its two categoricals as small integer codes: a shape all three
+    contenders (MLflow's pyfunc included) accept as it is."""
+    table = wide_table(rows, seed=seed)
+    for name in ("colour", "size"):
+        codes = pc.index_in(table.column(name), value_set=pc.unique(table.column(name)))
+        table = table.set_column(table.schema.get_field_index(name), name, codes.cast(pa.int64()))
+    return table
 
 
 def interleaved(contenders: dict[str, Callable[[], None]], repeat: int) -> dict[str, float]:
