@@ -128,7 +128,8 @@ def main() -> None:
                 port = free_port()
                 processes.append(subprocess.Popen([str(python.parent / "mlflow"), "models", "serve", "-m", str(work / "mlflow-model"),
                                                    "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "--workers", "2"],
-                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                  env={**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"}))  # its uvicorn
                 targets["mlflow models serve"] = (f"http://127.0.0.1:{port}/invocations", json.dumps({"dataframe_records": [record]}),
                                                   f"http://127.0.0.1:{port}/ping")
 
