@@ -15,6 +15,10 @@ import pyarrow.parquet as pq
 from .errors import BadInputError, UsageError
 from .fsutil import sha256_file
 
+class NoInputFiles(BadInputError):
+    """A folder or pattern that names no data files (for a scheduled job: nothing new yet)."""
+
+
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -34,11 +38,11 @@ def _resolve_inputs(spec: str) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and not p.name.startswith((".", "_")))
         if not files:
-            raise BadInputError(f"input folder {spec} has no .csv or .parquet files")
+            raise NoInputFiles(f"input folder {spec} has no .csv or .parquet files")
     elif any(ch in spec for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
         if not files:
-            raise BadInputError(f"input pattern {spec} matches no files")
+            raise NoInputFiles(f"input pattern {spec} matches no files")
     elif path.is_file():
         files = [path]
     else:

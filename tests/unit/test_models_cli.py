@@ -40,3 +40,23 @@ def test_promoting_a_tampered_version_is_refused(demo_store, tmp_path, capsys):
 def test_promoting_a_missing_version_names_the_ones_that_exist(demo_store, capsys):
     assert models.main(["--models-dir", str(demo_store / "models"), "promote", "demo", "9"]) == 4
     assert "has no version 9 (versions: 1)" in capsys.readouterr().err
+
+
+def test_the_gate_promotes_only_a_version_at_least_as_good(tmp_path, capsys):
+    import pyarrow.csv as pacsv
+
+    from mljobs import demo
+
+    root, runs = str(tmp_path / "models"), str(tmp_path / "runs")
+    good, poor = tmp_path / "good.csv", tmp_path / "poor.csv"
+    pacsv.write_csv(demo.training_table(rows=3000), good)
+    pacsv.write_csv(demo.training_table(rows=3000).select(["plan", "churned"]), poor)  # one weak feature
+    flags = ["--models-dir", root, "--runs-dir", runs, "--target", "churned", "--model", "churn"]
+    assert train.main([*flags, "--input", str(good), "--drop", "customer_id"]) == 0
+    assert models.main(["--models-dir", root, "promote-if-better", "churn"]) == 0  # no production yet: promote
+    assert train.main([*flags, "--input", str(poor)]) == 0
+    capsys.readouterr()
+    assert models.main(["--models-dir", root, "promote-if-better", "churn"]) == 0
+    assert "kept churn@production at version 1: version 2 has roc_auc" in capsys.readouterr().out
+    assert models.main(["--models-dir", root, "promote-if-better", "churn", "--no-gate"]) == 0
+    assert models.ModelStore(root).aliases("churn")["production"] == "2"

@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any, Sequence
 
-from ..errors import MljobsError
+from ..errors import MljobsError, UsageError
 from ..predictor import METADATA_FILE
-from ..store import PRODUCTION, ModelRef, ModelStore
+from ..store import LATEST, PRODUCTION, ModelRef, ModelStore
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,6 +25,11 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("name")
     promote.add_argument("version")
     promote.add_argument("--alias", default=PRODUCTION, help="default: production")
+    gate = sub.add_parser("promote-if-better", help="promote the latest version if its held-out metric is at least as good")
+    gate.add_argument("name")
+    gate.add_argument("--alias", default=PRODUCTION, help="default: production")
+    gate.add_argument("--metric", help="default: roc_auc (else accuracy) for classifiers, rmse for regressors")
+    gate.add_argument("--no-gate", action="store_true", help="promote the latest version whatever its metric")
     rollback = sub.add_parser("rollback", help="point an alias back at its previous version")
     rollback.add_argument("name")
     rollback.add_argument("--alias", default=PRODUCTION, help="default: production")
@@ -58,6 +63,36 @@ def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
     }
 
 
+LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
+
+
+def metric_of(meta: dict[str, Any], metric: str | None) -> tuple[str, float | None]:
+    metrics = meta.get("metrics", {})
+    if metric is None:
+        metric = "rmse" if meta.get("task") == "regression" else ("roc_auc" if "roc_auc" in metrics else "accuracy")
+    return metric, metrics.get(metric)
+
+
+def promote_if_better(store: ModelStore, name: str, alias: str, metric: str | None, gate: bool) -> str:
+    """Promote `name`'s latest version to `alias` unless the version there now is better."""
+    latest = store.resolve(ModelRef(name, alias=LATEST))
+    current = store.aliases(name).get(alias)
+    if current == latest:
+        return f"{name}@{alias} is already version {latest}"
+    new_meta = json.loads((store.verified_dir(name, latest) / METADATA_FILE).read_text())
+    if gate and current is not None:
+        old_meta = json.loads((store.verified_dir(name, current) / METADATA_FILE).read_text())
+        metric, new = metric_of(new_meta, metric)
+        _, old = metric_of(old_meta, metric)
+        if new is None or old is None:
+            raise UsageError(f"metric '{metric}' is missing from version {latest if new is None else current}")
+        worse = new > old if metric in LOWER_IS_BETTER else new < old
+        if worse:
+            return f"kept {name}@{alias} at version {current}: version {latest} has {metric} {new:.4f}, worse than {old:.4f}"
+    store.promote(name, latest, alias)
+    return f"{name}@{alias} -> {latest}" + (f" (was {current})" if current else "")
+
+
 def print_table(rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -89,6 +124,8 @@ def execute(args: argparse.Namespace) -> None:
     elif args.command == "promote":
         previous = store.promote(args.name, args.version, args.alias)
         print(f"{args.name}@{args.alias} -> {args.version}" + (f" (was {previous})" if previous else ""))
+    elif args.command == "promote-if-better":
+        print(promote_if_better(store, args.name, args.alias, args.metric, not args.no_gate))
     elif args.command == "rollback":
         version = store.rollback(args.name, args.alias)
         print(f"{args.name}@{args.alias} -> {version} (rolled back)")

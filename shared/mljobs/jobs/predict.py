@@ -16,7 +16,7 @@ from ..outputs import FORMATS, check_writable, committed_folder, earlier_run, ru
 from ..predictor import load_predictor
 from ..runs import RunRecord
 from ..store import ModelRef, ModelStore
-from ..tableio import resolve_inputs
+from ..tableio import NoInputFiles, resolve_inputs
 from .common import add_common_flags, as_list, run_job
 
 log = logging.getLogger("mljobs.predict")
@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "proba": False,
     "strict": False,
     "force": False,
+    "allow_empty": False,
     "chunk_rows": 100_000,
     "threads": 0,
 }
@@ -46,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", default=None,
                    help="fail on the first bad row, and treat categories the model never saw as bad")
     p.add_argument("--force", action="store_true", default=None, help="score again even if this input was scored by this model version")
+    p.add_argument("--allow-empty", action="store_true", default=None,
+                   help="an input glob or folder with no files is nothing to do, not an error (for schedulers)")
     p.add_argument("--chunk-rows", type=int, help="rows scored at a time (default 100000); memory follows it")
     p.add_argument("--threads", type=int, help="prediction threads (default: all cores)")
     add_common_flags(p)
@@ -61,7 +64,14 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
         raise UsageError("--chunk-rows must be at least 1")
     output_root = Path(args.output)
     check_writable(output_root)
-    source = Source(tuple(resolve_inputs(args.input)) if args.input else ())
+    try:
+        source = Source(tuple(resolve_inputs(args.input)) if args.input else ())
+    except NoInputFiles:
+        if not args.allow_empty:
+            raise
+        record.input, record.status_detail = args.input, "nothing to score"
+        log.info("no files match %s: nothing to score", args.input)
+        return
     record.input = source.name
     predictor = load_predictor(ModelStore(args.models_dir), ModelRef.parse(args.model), strict_categories=options.strict)
     record.model = {"name": predictor.name, "version": predictor.version}

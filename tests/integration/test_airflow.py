@@ -1,0 +1,106 @@
+"""The example DAGs in a real Airflow (its own environment, as a user's scheduler would be)
+running DockerOperator tasks on the real engine: train, gate and promote, score; a bad input
+fails the score task with the job's reason in its log; a rerun with nothing new writes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pytest
+
+from mljobs import demo
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = ["apache-airflow==3.3.2", "apache-airflow-providers-docker==4.6.1"]
+
+
+@pytest.fixture(scope="module")
+def airflow(compose, tmp_path_factory):
+    """Run `airflow ...` in its own virtual environment (cached between runs), on a fresh
+    SQLite database, with the repo's example DAGs and this test's compose project."""
+    venv = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mljobs-airflow" / "3.3.2"
+    done = venv / ".installed"
+    if not done.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *AIRFLOW], check=True, capture_output=True)
+        done.write_text(" ".join(AIRFLOW))
+    home = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "examples" / "airflow"),
+        "COMPOSE_PROJECT_NAME": compose.project,
+        "AIRFLOW_VAR_MLJOBS_DATA_DIR": str(compose.data_dir),
+        "AIRFLOW_VAR_MLJOBS_MODEL": "nightly",
+        "AIRFLOW_VAR_MLJOBS_TRAIN_INPUT": "nightly/train.csv",
+        "AIRFLOW_VAR_MLJOBS_SCORE_INPUT": "nightly/new/*.csv",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(venv / "bin" / "airflow"), *args], env=env, capture_output=True, text=True, timeout=600)
+
+    assert run("db", "migrate").returncode == 0
+    return run
+
+
+def store(compose) -> dict:
+    listing = compose.run("models", "list", "--json")
+    return {m["name"]: m for m in json.loads(listing.stdout)}
+
+
+def score_runs(compose) -> list[Path]:
+    return sorted((compose.data_dir / "output").glob("model=nightly/date=*/run=*/_SUCCESS"))
+
+
+def test_retrain_gate_promote_then_score_on_schedule(compose, airflow):
+    data = compose.data_dir / "input" / "nightly"
+    (data / "new").mkdir(parents=True)
+    pacsv.write_csv(demo.training_table(rows=3000).drop_columns(["customer_id"]), data / "train.csv")
+
+    first = airflow("dags", "test", "mljobs_retrain", "2026-01-01")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert store(compose)["nightly"]["aliases"] == {"latest": "1", "production": "1"}
+
+    # A nightly run on poorer data: published as version 2, but the gate keeps version 1 in production.
+    pacsv.write_csv(demo.training_table(rows=3000).select(["plan", "churned"]), data / "train.csv")
+    second = airflow("dags", "test", "mljobs_retrain", "2026-01-02")
+    assert second.returncode == 0
+    assert "kept nightly@production at version 1" in second.stdout + second.stderr
+    assert store(compose)["nightly"]["aliases"] == {"latest": "2", "production": "1"}
+
+    empty = airflow("dags", "test", "mljobs_score", "2026-01-02")  # nothing has arrived yet
+    assert empty.returncode == 0 and score_runs(compose) == []
+
+    pacsv.write_csv(demo.scoring_table(rows=200, seed=60), data / "new" / "day1.csv")
+    scored = airflow("dags", "test", "mljobs_score", "2026-01-03")
+    assert scored.returncode == 0, scored.stdout[-3000:]
+    [marker] = score_runs(compose)
+    assert json.loads(marker.read_text())["rows"] == {"in": 200, "out": 200, "rejected": 0}
+
+    again = airflow("dags", "test", "mljobs_score", "2026-01-04")  # nothing new: no second copy
+    assert again.returncode == 0 and score_runs(compose) == [marker]
+
+    records = json.loads(compose("run", "--rm", "-T", "--entrypoint", "python", "predict", "-c",
+                                 "import glob, json; print(json.dumps([json.load(open(p)) for p in glob.glob('/runs/*.json')]))").stdout)
+    by_airflow = [r for r in records if r["started_by"].startswith("airflow:")]
+    assert {r["started_by"].split(":")[1] for r in by_airflow} == {"mljobs_retrain", "mljobs_score"}
+    assert any(r["job"] == "predict" and r["rows"].get("out") == 200 for r in by_airflow)
+
+
+def test_a_bad_input_fails_the_score_task_with_the_jobs_reason(compose, airflow):
+    if "nightly" not in store(compose):
+        assert airflow("dags", "test", "mljobs_retrain", "2026-02-01").returncode == 0
+    new = compose.data_dir / "input" / "nightly" / "new"
+    new.mkdir(parents=True, exist_ok=True)
+    (new / "broken.csv").write_text("age,plan\n30,basic\n")
+    failed = airflow("dags", "test", "mljobs_score", "2026-02-02")
+    assert failed.returncode != 0
+    assert "predict failed: column 'tenure_months': column missing from the input" in failed.stdout + failed.stderr
