@@ -75,14 +75,12 @@ def input_flags(name: str) -> str:
     return "{% if " + value + " %}--input /data/input/{{ " + value + " }}{% endif %}"
 
 
-with DAG(
-    "mljobs_retrain",
-    schedule=os.environ.get("MLJOBS_RETRAIN_SCHEDULE", "@weekly"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    tags=["mljobs"],
-    doc_md=__doc__,
-) as retrain:
+def scheduled(dag_id: str, schedule_variable: str, default_schedule: str) -> DAG:
+    return DAG(dag_id, schedule=os.environ.get(schedule_variable, default_schedule),
+               start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["mljobs"], doc_md=__doc__)
+
+
+with scheduled("mljobs_retrain", "MLJOBS_RETRAIN_SCHEDULE", "@weekly"):
     train = job("train", "train", f"{input_flags('train')} --target {var('target', 'churned')} --model {var('model', 'demo')}",
                 models_writable=True, data=True)
     gate = "{{ '--no-gate' if var.value.get('mljobs_gate', 'on') == 'off' else '' }}"
@@ -90,13 +88,6 @@ with DAG(
                   models_writable=True, data=False, entrypoint=["python", "-m", "mljobs.jobs.models"])
     train >> promote
 
-with DAG(
-    "mljobs_score",
-    schedule=os.environ.get("MLJOBS_SCORE_SCHEDULE", "@daily"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    tags=["mljobs"],
-    doc_md=__doc__,
-) as score:
+with scheduled("mljobs_score", "MLJOBS_SCORE_SCHEDULE", "@daily"):
     job("score", "predict", f"--model {var('model', 'demo')}@{var('alias', 'production')} {input_flags('score')} --allow-empty",
         models_writable=False, data=True)

@@ -10,7 +10,7 @@ import traceback
 from typing import Any, Callable, Mapping, Sequence
 
 from .. import config
-from ..errors import MljobsError
+from ..errors import MljobsError, UsageError
 from ..runs import RunLog, RunRecord
 
 log = logging.getLogger("mljobs")
@@ -58,7 +58,11 @@ def run_job(
         config.resolve(args, {**COMMON_DEFAULTS, **defaults})
         logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
         runs = RunLog(args.runs_dir)
-        runs.write(record)
+        try:
+            runs.write(record)
+        except OSError as exc:
+            runs = None
+            raise UsageError(f"cannot write run records to {args.runs_dir}: {exc.strerror}") from None
         execute(args, record)
     except (MljobsError, KeyboardInterrupt) as exc:
         code = exc.exit_code if isinstance(exc, MljobsError) else 130

@@ -138,16 +138,15 @@ def cmd_models(client: Any, project: Project, args: argparse.Namespace, _: list[
     words = args.models_args
     if not words:
         raise LauncherError("say what to do: mljobs models list|show|promote|rollback ...", 2)
-    writable = words[0] in ("promote", "rollback")
-    text = query(client, project, ["--models-dir", "/models", *words], writable=writable)
-    if words[0] == "list" and "--json" not in words:
+    if words[0] == "list" and "--json" not in words:  # a table of the JSON listing
         models = json.loads(query(client, project, ["--models-dir", "/models", "list", "--json"]))
         table = Table("model", "versions", "aliases")
         for m in models:
             table.add_row(m["name"], ", ".join(m["versions"]), "  ".join(f"{a} → {v}" for a, v in m["aliases"].items()))
         out.print(table if models else "no models yet: mljobs train")
-    else:
-        out.print(text, markup=False, highlight=False)
+        return 0
+    writable = words[0] in ("promote", "rollback", "promote-if-better")
+    out.print(query(client, project, ["--models-dir", "/models", *words], writable=writable), markup=False, highlight=False)
     return 0
 
 

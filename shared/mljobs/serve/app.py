@@ -62,15 +62,15 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
             raise ApiError(503, "model_unavailable", holder.last_error or "the model is still loading")
         return predictor
 
-    def score(records: list[Any]) -> tuple[Predictor, Any]:
-        predictor = ready()
+    def score(predictor: Predictor, records: list[Any]) -> Any:
+        """One request, one model version: the caller took `predictor` once, before parsing."""
         try:
             matrix = predictor.featurizer.transform_records(records)
         except InvalidRecordsError as exc:
             raise ApiError.invalid_records(exc) from None
         raw = predictor.predict_raw(matrix, threads=1)  # one thread per worker: OpenMP and fork do not mix
         metrics.predictions.inc(len(records))
-        return predictor, raw
+        return raw
 
     def answered_by(predictor: Predictor) -> dict[str, str]:
         return {"X-Model-Name": predictor.name, "X-Model-Version": predictor.version}
@@ -131,14 +131,16 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 
     @app.post("/predict")
     def predict() -> Response:
-        predictor, raw = score(protocols.native_request(body(), request.mimetype, ready().schema))
+        predictor = ready()
+        raw = score(predictor, protocols.native_request(body(), request.mimetype, predictor.schema))
         return json_response({"model": {"name": predictor.name, "version": predictor.version},
                               "predictions": predictor.output_records(raw)}, headers=answered_by(predictor))
 
     @app.post("/invocations")
     def invocations() -> Response:
         """MLflow's scoring protocol, which SageMaker's /invocations also speaks."""
-        predictor, raw = score(protocols.mlflow_request(body(), request.mimetype, ready().schema))
+        predictor = ready()
+        raw = score(predictor, protocols.mlflow_request(body(), request.mimetype, predictor.schema))
         values = predictor.labels(raw) if predictor.is_classifier else raw.tolist()
         if request.accept_mimetypes.best == protocols.CSV:
             return Response(protocols.csv_reply(values), mimetype=protocols.CSV, headers=answered_by(predictor))
@@ -176,10 +178,10 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     @app.post("/v2/models/<name>/infer")
     @app.post("/v2/models/<name>/versions/<version>/infer")
     def v2_infer(name: str, version: str | None = None) -> Response:
-        v2_model(name)
+        predictor = v2_model(name)
         binary = "Inference-Header-Content-Length" in request.headers
         records, request_id = protocols.v2_request(body(), request.mimetype, binary)
-        predictor, raw = score(records)
+        raw = score(predictor, records)
         columns = predictor.output_columns(raw, proba=True)
         reply = {
             "model_name": name, "model_version": predictor.version,
