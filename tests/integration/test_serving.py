@@ -104,7 +104,7 @@ def test_open_inference_protocol_with_its_own_client(fleet):
 
 
 def test_bad_input_is_always_a_4xx_in_the_documented_shape(fleet):
-    for name, path, body, content_type, status, field in BAD:
+    for name, path, body, content_type, status, _ in BAD:
         reply = requests.post(fleet.url(path, lb=True), data=body, headers={"Content-Type": content_type} if content_type else {}, timeout=10)
         assert reply.status_code == status, name
         payload = reply.json()

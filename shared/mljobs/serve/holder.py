@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-import time
 
 from ..errors import MljobsError
 from ..predictor import Predictor, load_predictor

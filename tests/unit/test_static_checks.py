@@ -1,5 +1,6 @@
-"""Every Dockerfile passes hadolint (ignored rules are justified in .hadolint.yaml), runs as a
-non-root user and starts its process in exec form."""
+"""Static checks: every Dockerfile passes hadolint (ignored rules are justified in
+.hadolint.yaml), ends as a non-root user and starts its process in exec form; the Python code
+has no lint mistakes."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def test_non_root_and_exec_form(dockerfile):
     assert users and users[-1] not in ("USER root", "USER 0"), "the image must end as a non-root user"
     entrypoints = [line for line in lines if line.startswith("ENTRYPOINT ")]
     assert entrypoints and entrypoints[-1].startswith("ENTRYPOINT ["), "exec form, so signals reach the process"
+
+
+def test_python_code_has_no_lint_mistakes():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    result = subprocess.run([ruff, "check", "--no-cache", "shared", "tests", "bench", "examples", "images"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
