@@ -79,3 +79,12 @@ def test_project_names_match_compose(monkeypatch):
     monkeypatch.setenv("COMPOSE_PROJECT_NAME", "team-a")
     project = Project.from_env()
     assert project.volume("models") == "team-a_models" and project.image("serve") == "mljobs-serve:latest"
+
+
+def test_the_launcher_imports_none_of_the_jobs_stack():
+    import subprocess
+    import sys
+
+    script = ("import sys, mljobs.launcher.cli; "
+              "print([m for m in ('numpy', 'pyarrow', 'pandas', 'lightgbm', 'sklearn', 'flask') if m in sys.modules])")
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "[]"
