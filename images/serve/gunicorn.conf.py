@@ -11,7 +11,8 @@ timeout = int(os.environ.get("MLJOBS_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("MLJOBS_GRACEFUL_TIMEOUT", "10"))
 keepalive = 5
 # Heartbeat files on tmpfs: the root filesystem may be read-only, and /tmp may be disk-backed.
-worker_tmp_dir = "/dev/shm"
+# The container's own tmpfs (bandit B108 does not apply).
+worker_tmp_dir = "/dev/shm"  # nosec B108
 # No preload: each worker loads the model after the fork (LightGBM's OpenMP does not survive fork).
 preload_app = False
 accesslog = os.environ.get("MLJOBS_ACCESS_LOG") or None
@@ -21,7 +22,8 @@ control_socket_disable = True
 loglevel = os.environ.get("MLJOBS_LOG_LEVEL", "info").lower()
 
 # Prometheus counts from every worker, summed at /metrics; set before any worker imports the client.
-metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/dev/shm/mljobs-metrics")
+# As above (bandit B108 does not apply).
+metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", "/dev/shm/mljobs-metrics")  # nosec B108
 
 
 def on_starting(server):

@@ -42,3 +42,10 @@ def test_python_code_has_no_lint_mistakes():
     result = subprocess.run([ruff, "check", "--no-cache", "shared", "tests", "bench", "examples", "images"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_bandit_finds_no_security_issue():
+    """Each finding that is not one is marked `# nosec <rule>` with its reason on the same line."""
+    bandit = shutil.which("bandit") or str(Path(sys.executable).parent / "bandit")
+    result = subprocess.run([bandit, "-q", "-r", "shared", "images"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -79,8 +79,9 @@ def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
         if not name or not path:
             raise UsageError(f"--table {spec}: use NAME=PATH")
         reader = "read_csv_auto" if path.lower().endswith(".csv") else "read_parquet"
-        quoted_path = path.replace("'", "''")
-        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM {reader}(\'{quoted_path}\')')
+        quoted_name, quoted_path = name.replace('"', '""'), path.replace("'", "''")
+        # The same user writes the query itself: quoting keeps names and paths literal, no more.
+        con.execute(f'CREATE VIEW "{quoted_name}" AS SELECT * FROM {reader}(\'{quoted_path}\')')  # nosec B608
     return con
 
 

@@ -41,7 +41,8 @@ def _start_replica(client: Any, project: Project, index: int, model: str, worker
         environment={"MLJOBS_MODEL": model, "MLJOBS_WORKERS": str(workers)},
         volumes={ensure_volume(client, project, "models"): {"bind": "/models", "mode": "ro"}},
         labels={**project.labels("serve"), "org.mljobs.replica": str(index)},
-        read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        # A tmpfs (bandit B108 does not apply).
+        read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],  # nosec B108
         mem_limit="2g", pids_limit=512, restart_policy={"Name": "unless-stopped"},
     )
     network.connect(container, aliases=[SERVE_ALIAS])
@@ -67,8 +68,9 @@ def up(client: Any, project: Project, count: int, model: str, port: int, workers
     if balancer(client, project) is None:
         lb = client.containers.create(
             project.image("lb"), name=f"{project.name}-lb", detach=True, ports={"8080/tcp": ("127.0.0.1", port)},
-            labels=project.labels("lb"), read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"],
-            security_opt=["no-new-privileges"], mem_limit="256m", restart_policy={"Name": "unless-stopped"},
+            # A tmpfs (bandit B108 does not apply).
+            labels=project.labels("lb"), read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"],  # nosec B108
+            security_opt=["no-new-privileges"], mem_limit="256m", pids_limit=256, restart_policy={"Name": "unless-stopped"},
         )
         _network(client, project).connect(lb)
         lb.start()
