@@ -122,3 +122,17 @@ def test_serve_fleet_up_scale_status_down(compose, launcher):
     assert sorted(r["role"] for r in json.loads(status)) == ["lb", "serve", "serve", "serve"]
     assert launcher("serve", "down")[0] == 0
     assert labelled("container", compose.project) == [] and labelled("network", compose.project) == []
+
+
+def test_sql_through_the_launcher_with_host_files_as_tables(compose, launcher, host_dir):
+    if "demo" not in [m["name"] for m in json.loads(launcher("models", "list", "--json")[1])]:
+        assert compose.run("train").returncode == 0
+    pq.write_table(demo.scoring_table(rows=40), host_dir / "new.parquet")
+    out = host_dir / "sql-out"
+    out.mkdir()
+    out.chmod(0o777)
+    code, _, err = launcher("sql", "--table", f"new={host_dir / 'new.parquet'}", "--output", str(out),
+                            "SELECT customer_id, predict_demo(t) AS churn FROM new t")
+    assert code == 0, err
+    [result] = out.glob("job=sql/date=*/run=*/result.parquet")
+    assert pq.read_table(result).num_rows == 40

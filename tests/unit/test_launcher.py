@@ -88,3 +88,10 @@ def test_the_launcher_imports_none_of_the_jobs_stack():
     script = ("import sys, mljobs.launcher.cli; "
               "print([m for m in ('numpy', 'pyarrow', 'pandas', 'lightgbm', 'sklearn', 'flask') if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_sql_tables_name_host_files_that_become_mounts(tmp_path):
+    (tmp_path / "new.parquet").write_bytes(b"")
+    args, mounts, _ = map_paths(["--table", f"new={tmp_path / 'new.parquet'}", "SELECT 1"], "sql")
+    assert args == ["--table", "new=/data/input/0/new.parquet", "SELECT 1"]
+    assert mounts[str(tmp_path.resolve())] == {"bind": "/data/input/0", "mode": "ro"}

@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--base-image", help="base image for the Python images (default python:3.11-slim)")
 
     for job, text in (("train", "train a model (flags as the train job: --input, --target, --model, ...)"),
-                      ("predict", "score rows (flags as the predict job: --model, --input, --output, ...)")):
+                      ("predict", "score rows (flags as the predict job: --model, --input, --output, ...)"),
+                      ("sql", 'run a query: mljobs sql --table new=new.parquet --output out "SELECT predict_demo(t) FROM new t"')):
         j = sub.add_parser(job, help=text, add_help=False)
         j.add_argument("--cpus", type=float, default=float(os.environ.get("MLJOBS_CPUS", "2")), help="CPU limit (default 2)")
         j.add_argument("--memory", default=os.environ.get("MLJOBS_MEMORY", "4g"), help="memory limit (default 4g)")
@@ -65,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser().parse_known_args(argv)
-    if rest and args.command not in ("train", "predict"):
+    if rest and args.command not in ("train", "predict", "sql"):
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
     project = Project.from_env()
     client = None
@@ -109,7 +110,7 @@ def run_one_shot(client: Any, project: Project, spec: JobSpec) -> int:
     def show(line: str) -> None:
         console.print(line, markup=False, highlight=False)
 
-    with console.status(f"running {spec.job} in {project.image('train' if spec.job == 'train' else spec.job)}"):
+    with console.status(f"running {spec.job}"):
         result = run_job(client, project, spec, show)
     message = describe(spec.job, result, spec.timeout)
     console.print(("[green]" if result.exit_code == 0 and not result.timed_out else "[red]") + message, highlight=False)
@@ -119,8 +120,9 @@ def run_one_shot(client: Any, project: Project, spec: JobSpec) -> int:
 def cmd_job(client: Any, project: Project, args: argparse.Namespace, rest: list[str]) -> int:
     job_args, mounts, user = map_paths(rest, args.command)
     spec = JobSpec(args.command, job_args, mounts, models_writable=args.command == "train",
-                   user=user if args.command == "predict" else "10001:10001",
-                   cpus=args.cpus, memory=args.memory, timeout=args.timeout)
+                   user="10001:10001" if args.command == "train" else user,
+                   cpus=args.cpus, memory=args.memory, timeout=args.timeout,
+                   entrypoint=["python", "-m", "mljobs.jobs.sql"] if args.command == "sql" else None)
     return run_one_shot(client, project, spec)
 
 
@@ -207,7 +209,7 @@ def cmd_logs(client: Any, project: Project, args: argparse.Namespace, _: list[st
     return 0
 
 
-COMMANDS = {"build": cmd_build, "train": cmd_job, "predict": cmd_job, "serve": cmd_serve,
+COMMANDS = {"build": cmd_build, "train": cmd_job, "predict": cmd_job, "sql": cmd_job, "serve": cmd_serve,
             "models": cmd_models, "runs": cmd_runs, "logs": cmd_logs}
 
 

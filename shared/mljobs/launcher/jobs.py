@@ -20,12 +20,13 @@ from .engine import LauncherError, Project, ensure_volume, require_image
 JOB_USER = "10001:10001"
 EXIT_MEANINGS = {0: "done", 2: "bad usage or configuration", 3: "bad input data", 4: "model missing, refused or corrupt"}
 TIMED_OUT = 124
-PATH_FLAGS = {"--input": "/data/input", "--output": "/data/output", "--config": "/data/config", "--params": "/data/params"}
+PATH_FLAGS = {"--input": "/data/input", "--output": "/data/output", "--config": "/data/config", "--params": "/data/params",
+              "--table": "/data/input", "--file": "/data/query"}
 
 
 @dataclass
 class JobSpec:
-    job: str  # train | predict | models
+    job: str  # train | predict | sql | models
     args: list[str]
     mounts: dict[str, dict[str, str]] = field(default_factory=dict)  # host path -> docker-py volume spec
     models_writable: bool = False
@@ -62,6 +63,10 @@ def map_paths(args: list[str], job: str) -> tuple[list[str], dict[str, dict[str,
             if flag == "--params" and value.lstrip().startswith("{"):
                 out += [flag, value]
                 continue
+            if flag == "--table":  # NAME=PATH: only the path is a host path
+                name, _, table_path = value.partition("=")
+                out += [flag, f"{name}={_mount(Path(table_path), PATH_FLAGS[flag], flag, mounts)}"]
+                continue
             out += [flag, _mount(Path(value), PATH_FLAGS[flag], flag, mounts)]
             if flag == "--output" and os.getuid() != 0:
                 user = f"{os.getuid()}:{os.getgid()}"
@@ -85,13 +90,13 @@ def _mount(path: Path, target_root: str, flag: str, mounts: dict[str, dict[str, 
         raise LauncherError(f"{flag} {path}: no such file or folder", 3)
     if not folder.is_dir():
         raise LauncherError(f"{flag} {path}: folder {folder} does not exist", 3)
-    target = f"{target_root}/{len(mounts)}" if flag == "--input" else target_root
+    target = f"{target_root}/{len(mounts)}" if flag in ("--input", "--table") else target_root
     mounts[str(folder)] = {"bind": target, "mode": "rw" if flag == "--output" else "ro"}
     return f"{target}/{inside}" if inside else target
 
 
 def run_job(client: Any, project: Project, spec: JobSpec, on_log: Callable[[str], None], started_by: str = "mljobs") -> JobResult:
-    image = project.image("train" if spec.job in ("train", "models") else spec.job)
+    image = project.image({"models": "train", "sql": "predict"}.get(spec.job, spec.job))
     require_image(client, image)
     volumes = {
         ensure_volume(client, project, "models"): {"bind": "/models", "mode": "rw" if spec.models_writable else "ro"},
