@@ -21,9 +21,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cached_venv, measure, measure_interleaved, numeric_table  # noqa: E402
+from common import MLFLOW_PACKAGES, cached_venv, measure, measure_interleaved, numeric_table  # noqa: E402
 
-MLFLOW_PACKAGES = ["mlflow==3.17.2", "lightgbm==4.7.0"]
 
 NAIVE_PANDAS = """
 import sys, lightgbm, pandas as pd

@@ -61,6 +61,9 @@ class Measured:
     peak_rss_mb: float
 
 
+# The MLflow that the benchmarks and the protocol tests compare with, in its own environment.
+MLFLOW_PACKAGES = ["mlflow==3.17.2", "lightgbm==4.7.0"]
+
 # A fresh wrapper per run, so RUSAGE_CHILDREN is the peak of that one child and no other.
 _PEAK_WRAPPER = (
     "import resource, subprocess, sys, time;"
@@ -92,12 +95,13 @@ def measure_interleaved(commands: dict[str, list[str]], repeat: int) -> dict[str
 
 
 def cached_venv(name: str, packages: list[str]) -> Path:
-    """A virtual environment outside the repo for a contender we do not ship (e.g. MLflow)."""
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mljobs-bench" / name
+    """A virtual environment outside the repo for a tool we do not ship (MLflow, Airflow), made
+    once and reused while its package list stays the same; returns its python."""
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mljobs-venvs" / name
     python, done = root / "bin" / "python", root / ".installed"
     if not done.exists() or done.read_text() != " ".join(packages):
         print(f"creating {root} with {' '.join(packages)} (once)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True, capture_output=True)
         done.write_text(" ".join(packages))
     return python

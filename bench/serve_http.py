@@ -31,10 +31,9 @@ import pyarrow.parquet as pq
 import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cached_venv, numeric_table  # noqa: E402
+from common import MLFLOW_PACKAGES, cached_venv, numeric_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-MLFLOW_PACKAGES = ["mlflow==3.17.2", "lightgbm==4.7.0"]
 
 MINIMAL_APP = '''
 import json, os, numpy as np, lightgbm

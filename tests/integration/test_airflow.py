@@ -15,6 +15,9 @@ import pytest
 
 from mljobs import demo
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from common import cached_venv  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,12 +28,7 @@ AIRFLOW = ["apache-airflow==3.3.2", "apache-airflow-providers-docker==4.6.1"]
 def airflow(compose, tmp_path_factory):
     """Run `airflow ...` in its own virtual environment (cached between runs), on a fresh
     SQLite database, with the repo's example DAGs and this test's compose project."""
-    venv = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mljobs-airflow" / "3.3.2"
-    done = venv / ".installed"
-    if not done.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *AIRFLOW], check=True, capture_output=True)
-        done.write_text(" ".join(AIRFLOW))
+    airflow_bin = cached_venv("airflow", AIRFLOW).parent / "airflow"
     home = tmp_path_factory.mktemp("airflow")
     env = {
         **os.environ,
@@ -45,7 +43,7 @@ def airflow(compose, tmp_path_factory):
     }
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(venv / "bin" / "airflow"), *args], env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run([str(airflow_bin), *args], env=env, capture_output=True, text=True, timeout=600)
 
     assert run("db", "migrate").returncode == 0
     return run

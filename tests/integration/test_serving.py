@@ -4,10 +4,13 @@ under load, and a fast stop."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +177,28 @@ def test_docker_stop_ends_a_replica_cleanly_within_two_seconds(fleet):
     took = time.monotonic() - start
     code = subprocess.run(["docker", "inspect", "-f", "{{.State.ExitCode}}", container], capture_output=True, text=True).stdout.strip()
     assert took < 2 and code == "0", (took, code)
+
+
+MLFLOW_CLIENT = """
+import json, sys
+import pandas as pd
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+client = ScoringServerClient("127.0.0.1", int(sys.argv[1]))
+client.wait_server_ready(timeout=30)
+rows = pd.DataFrame(json.loads(sys.argv[2]))
+print(json.dumps(client.invoke(rows).get_predictions(predictions_format="ndarray").tolist()))
+"""
+
+
+def test_mlflow_protocol_with_mlflows_own_client(fleet):
+    """MLflow's ScoringServerClient (in its own environment), through the load balancer."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from common import MLFLOW_PACKAGES, cached_venv
+
+    python = cached_venv("mlflow", MLFLOW_PACKAGES)
+    result = subprocess.run([str(python), "-c", MLFLOW_CLIENT, str(fleet.lb_port), json.dumps(ROWS)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    native = requests.post(fleet.url("/predict", lb=True), json=ROWS, timeout=10).json()["predictions"]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [p["prediction"] for p in native]
