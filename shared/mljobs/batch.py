@@ -59,25 +59,24 @@ class Source:
 
     def batches(self, chunk_rows: int, predictor: Predictor) -> Iterator[tuple[str, int, pa.RecordBatch]]:
         """(file name, first row number in that file, batch), rows numbered from 0 per file."""
+        current, first_row = None, 0
+        for origin, batch in self._batches_by_origin(chunk_rows, predictor):
+            if origin != current:
+                current, first_row = origin, 0
+            yield Path(origin).name, first_row, batch
+            first_row += batch.num_rows
+
+    def _batches_by_origin(self, chunk_rows: int, predictor: Predictor) -> Iterator[tuple[str, pa.RecordBatch]]:
+        """(the file each batch came from, or "demo"; the batch)."""
         if not self.files:
-            yield from _numbered("demo", demo.scoring_table().to_batches(max_chunksize=chunk_rows))
+            for batch in demo.scoring_table().to_batches(max_chunksize=chunk_rows):
+                yield "demo", batch
             return
         # CSV feature columns are read as text, so every block has the same types whatever it
         # holds, and the featurizer names the row and column of any bad value.
         text_columns = {f.name: pa.string() for f in predictor.schema.features}
-        current, first_row = None, 0
         for path, batch in iter_batches(list(self.files), chunk_rows, text_columns):
-            if path != current:
-                current, first_row = path, 0
-            yield path.name, first_row, batch
-            first_row += batch.num_rows
-
-
-def _numbered(name: str, batches: list[pa.RecordBatch]) -> Iterator[tuple[str, int, pa.RecordBatch]]:
-    first_row = 0
-    for batch in batches:
-        yield name, first_row, batch
-        first_row += batch.num_rows
+            yield str(path), batch
 
 
 def run_key(predictor: Predictor, source_fingerprint: str, options: BatchOptions) -> str:
@@ -98,7 +97,7 @@ def score_source(predictor: Predictor, source: Source, folder: Path, options: Ba
             columns, features = predictor.score_table(batch, options.proba, options.threads, first_row)
             if features.errors and options.strict:
                 raise InvalidRecordsError(features.errors)
-            good = features.good_rows()
+            good = features.good_rows
             kept = {c: batch.column(c) if not features.errors else batch.column(c).filter(pa.array(good)) for c in options.keep_columns}
             predictions.write(pa.RecordBatch.from_pydict({**kept, **columns}))
             if features.errors:

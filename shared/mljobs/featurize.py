@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -32,8 +33,9 @@ class Features:
     unseen: dict[str, int]
     first_row: int = 0
 
+    @cached_property
     def good_rows(self) -> np.ndarray:
-        """A mask of the rows that may be scored."""
+        """A mask of the rows that may be scored (computed once: batch and predictor both ask)."""
         good = np.ones(len(self.matrix), dtype=bool)
         good[[e.row - self.first_row for e in self.errors]] = False
         return good

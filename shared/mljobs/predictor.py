@@ -44,7 +44,7 @@ class Predictor:
         """Batch and SQL core: output columns for the rows that featurize cleanly, and the
         featurized batch itself (its errors name the rows left out, its mask picks the rest)."""
         features = self.featurizer.transform_table(table, first_row)
-        matrix = features.matrix[features.good_rows()] if features.errors else features.matrix
+        matrix = features.matrix[features.good_rows] if features.errors else features.matrix
         return self.output_columns(self.predict_raw(matrix, threads), proba), features
 
     def labels(self, raw: np.ndarray) -> list[Any]:

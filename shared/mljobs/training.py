@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import BadInputError, UsageError
+from .errors import BadInputError, InvalidRecordsError, UsageError
 from .estimators import Estimator, fit_estimator
 from .featurize import Featurizer
 from .metrics import classification_metrics, regression_metrics
@@ -89,8 +89,7 @@ def train(table: pa.Table, spec: TrainSpec) -> TrainedModel:
     schema = infer_schema(table, spec.target, spec.task, feature_names(table, spec))
     featurized = Featurizer(schema).transform_table(table)
     if featurized.errors:
-        first = featurized.errors[0]
-        raise BadInputError(f"row {first.row}, column '{first.field}': {first.reason}")
+        raise InvalidRecordsError(featurized.errors)
     matrix, labels = featurized.matrix, encode_target(schema, table.column(spec.target))
     if spec.cv:
         return _cross_validated(schema, matrix, labels, spec)

@@ -86,8 +86,7 @@ def test_retrain_gate_promote_then_score_on_schedule(compose, airflow):
     again = airflow("dags", "test", "mljobs_score", "2026-01-04")  # nothing new: no second copy
     assert again.returncode == 0 and score_runs(compose) == [marker]
 
-    records = json.loads(compose("run", "--rm", "-T", "--entrypoint", "python", "predict", "-c",
-                                 "import glob, json; print(json.dumps([json.load(open(p)) for p in glob.glob('/runs/*.json')]))").stdout)
+    records = json.loads(compose.run("models", "runs").stdout)
     by_airflow = [r for r in records if r["started_by"].startswith("airflow:")]
     assert {r["started_by"].split(":")[1] for r in by_airflow} == {"mljobs_retrain", "mljobs_score"}
     assert any(r["job"] == "predict" and r["rows"].get("out") == 200 for r in by_airflow)

@@ -1,4 +1,5 @@
-"""Model store commands: list, show, promote, rollback (python -m mljobs.jobs.models)."""
+"""Model store commands: list, show, promote, promote-if-better, rollback, and the run history
+(python -m mljobs.jobs.models)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any, Sequence
 
 from ..errors import MljobsError, UsageError
 from ..predictor import METADATA_FILE
+from ..runs import RunLog
 from ..store import LATEST, PRODUCTION, ModelRef, ModelStore
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="models", description="Look at and move models in the store.")
     p.add_argument("--models-dir", default="/models", help="the model store (default /models)")
+    p.add_argument("--runs-dir", default="/runs", help="the run records (default /runs)")
     sub = p.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="every model with its versions and aliases")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -30,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     gate.add_argument("--alias", default=PRODUCTION, help="default: production")
     gate.add_argument("--metric", help="default: roc_auc (else accuracy) for classifiers, rmse for regressors")
     gate.add_argument("--no-gate", action="store_true", help="promote the latest version whatever its metric")
+    runs = sub.add_parser("runs", help="every job run's record, oldest first (JSON)")
+    runs.add_argument("--json", action="store_true", help="accepted for symmetry: the output is always JSON")
     rollback = sub.add_parser("rollback", help="point an alias back at its previous version")
     rollback.add_argument("name")
     rollback.add_argument("--alias", default=PRODUCTION, help="default: production")
@@ -126,6 +131,9 @@ def execute(args: argparse.Namespace) -> None:
         print(f"{args.name}@{args.alias} -> {args.version}" + (f" (was {previous})" if previous else ""))
     elif args.command == "promote-if-better":
         print(promote_if_better(store, args.name, args.alias, args.metric, not args.no_gate))
+    elif args.command == "runs":
+        records = sorted(RunLog(args.runs_dir).records(), key=lambda r: (r.get("started") or "", r.get("finished") or ""))
+        print(json.dumps(records))
     elif args.command == "rollback":
         version = store.rollback(args.name, args.alias)
         print(f"{args.name}@{args.alias} -> {version} (rolled back)")

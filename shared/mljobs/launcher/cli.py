@@ -126,10 +126,10 @@ def cmd_job(client: Any, project: Project, args: argparse.Namespace, rest: list[
     return run_one_shot(client, project, spec)
 
 
-def query(client: Any, project: Project, args: list[str], entrypoint: list[str] | None = None, writable: bool = False) -> str:
-    """Run a short store command in the train image and return its standard output."""
+def query(client: Any, project: Project, args: list[str], writable: bool = False) -> str:
+    """Run a store command (python -m mljobs.jobs.models) and return its standard output."""
     lines: list[str] = []
-    spec = JobSpec("models", args, entrypoint=entrypoint or ["python", "-m", "mljobs.jobs.models"], models_writable=writable)
+    spec = JobSpec("models", args, entrypoint=["python", "-m", "mljobs.jobs.models"], models_writable=writable)
     result = run_job(client, project, spec, lines.append)
     if result.exit_code != 0:
         raise LauncherError(result.reason or f"exit {result.exit_code}", result.exit_code)
@@ -152,12 +152,8 @@ def cmd_models(client: Any, project: Project, args: argparse.Namespace, _: list[
     return 0
 
 
-RUNS_SCRIPT = "import glob, json; print(json.dumps([json.load(open(p)) for p in glob.glob('/runs/*.json')]))"
-
-
 def cmd_runs(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
-    records = json.loads(query(client, project, ["-c", RUNS_SCRIPT], entrypoint=["python"]))
-    records = sorted(records, key=lambda r: r.get("started") or "")[-args.last:]
+    records = json.loads(query(client, project, ["runs"]))[-args.last:]
     if args.json:
         out.print_json(data=records)
         return 0

@@ -29,17 +29,19 @@ from . import label_type, score_rows
 SPARK_TYPES = {pa.string(): "string", pa.int64(): "bigint", pa.bool_(): "boolean", pa.float64(): "double"}
 
 
-def ship(spark: Any, models_dir: str | Path, ref: ModelRef | str) -> tuple[str, str, str]:
-    """Verify the version on the driver, then ship its folder to every executor."""
+def ship(spark: Any, models_dir: str | Path, ref: ModelRef | str) -> tuple[str, Predictor]:
+    """Load (and so verify) the version on the driver, then ship its folder to every executor;
+    returns the shipped folder's name and the driver's copy of the model."""
     ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
     store = ModelStore(models_dir)
     version = store.resolve(ref)
-    folder = store.verified_dir(ref.name, version)
+    folder = store.model_dir(ref.name) / version
+    local = load_version(folder, ref.name, version)
     shipped = f"mljobs-{ref.name}-{version}"
     staging = Path(tempfile.mkdtemp(prefix="mljobs-ship-")) / shipped
     shutil.copytree(folder, staging)
     spark.sparkContext.addFile(str(staging), recursive=True)
-    return shipped, ref.name, version
+    return shipped, local
 
 
 @lru_cache(maxsize=8)
@@ -60,8 +62,8 @@ def prediction_udf(spark: Any, models_dir: str | Path, ref: ModelRef | str, prob
     """A pandas UDF over struct(*) of the row: predictions, or class probabilities."""
     from pyspark.sql.functions import pandas_udf
 
-    shipped, name, version = ship(spark, models_dir, ref)
-    local = load_version(Path(ModelStore(models_dir).model_dir(name)) / version, name, version)
+    shipped, local = ship(spark, models_dir, ref)
+    name, version = local.name, local.version
 
     def rows_of(frame: pd.DataFrame) -> pa.Table:
         return pa.Table.from_pandas(frame, preserve_index=False)
@@ -79,8 +81,8 @@ def prediction_udf(spark: Any, models_dir: str | Path, ref: ModelRef | str, prob
 
 def score_dataframe(df: Any, spark: Any, models_dir: str | Path, ref: ModelRef | str, proba: bool = True) -> Any:
     """The whole table with `prediction` (and `proba_<class>`) columns added, via mapInPandas."""
-    shipped, name, version = ship(spark, models_dir, ref)
-    local = load_version(Path(ModelStore(models_dir).model_dir(name)) / version, name, version)
+    shipped, local = ship(spark, models_dir, ref)
+    name, version = local.name, local.version
     extra = [f"prediction {SPARK_TYPES[label_type(local)]}"]
     if proba and local.is_classifier:
         extra += [f"`proba_{c}` double" for c in local.schema.classes]
