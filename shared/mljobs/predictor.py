@@ -13,6 +13,8 @@ import pyarrow as pa
 
 from .errors import ModelError
 from .estimators import LOADERS, Estimator
+from .estimators.lightgbm_model import LightGBMEstimator
+from .estimators.native_lightgbm import load_native
 from .featurize import Features, Featurizer
 from .schema import CLASSIFICATION, FeatureSchema
 from .store import ModelRef, ModelStore, verify_manifest
@@ -98,7 +100,7 @@ def load_predictor(store: ModelStore, ref: ModelRef | str, strict_categories: bo
 
 def load_version(folder: Path, name: str, version: str, strict_categories: bool = False) -> Predictor:
     """A model version from its folder (in the store, or shipped to a Spark executor), verified."""
-    verify_manifest(folder)
+    verified = verify_manifest(folder)
     where = f"{name}:{version}"
     try:
         schema = FeatureSchema.from_json((folder / SCHEMA_FILE).read_text())
@@ -109,5 +111,9 @@ def load_version(folder: Path, name: str, version: str, strict_categories: bool 
     if kind not in LOADERS:
         raise ModelError(f"model {where} is refused: unknown estimator kind {kind!r}")
     check_libraries(where, meta.get("libraries", {}), meta["estimator"].get("libraries", []))
-    estimator = LOADERS[kind](folder, schema)
+    estimator = None
+    if kind == LightGBMEstimator.kind and verified.signed:
+        estimator = load_native(folder, verified.digests, len(schema.classes))
+    if estimator is None:
+        estimator = LOADERS[kind](folder, schema)
     return Predictor(name, version, schema, meta, estimator, Featurizer(schema, strict_categories))

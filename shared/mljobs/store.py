@@ -1,6 +1,7 @@
 """The model store on the `models` volume.
 
-    <root>/<name>/<version>/       immutable once published; MANIFEST (sha256 of every file) last
+    <root>/<name>/<version>/       immutable once published; MANIFEST (sha256 of every file) last,
+                                   then MANIFEST.sig when a signing key is set (see signing.py)
     <root>/<name>/aliases/<alias>  the version an alias points to, replaced atomically
     <root>/<name>/aliases/.history-<alias>  the versions it pointed to before, for rollback
 
@@ -19,6 +20,7 @@ from typing import Callable
 
 from .errors import ModelError, UsageError
 from .fsutil import atomic_write_text, fsync_dir, fsync_tree, remove_stale_staging, sha256_file, staging_name
+from .signing import SIGNATURE, sign, signed_by, signing_key
 
 MANIFEST = "MANIFEST"
 ALIASES = "aliases"
@@ -73,6 +75,9 @@ class ModelStore:
         try:
             write_files(staging)
             write_manifest(staging)
+            key = signing_key()
+            if key is not None:
+                sign(staging, MANIFEST, key)
             fsync_tree(staging)
             version = self._rename_to_next_version(staging)
         except BaseException:
@@ -172,13 +177,27 @@ def write_manifest(folder: Path) -> None:
     (folder / MANIFEST).write_text("\n".join(lines) + "\n")
 
 
-def verify_manifest(folder: Path) -> None:
+@dataclass(frozen=True)
+class Verified:
+    """What a check of a version proved: each file's digest, and whether a key holder signed it."""
+
+    digests: dict[str, str]
+    signed: bool
+
+
+def verify_manifest(folder: Path) -> Verified:
+    """Check every file against the MANIFEST, and the MANIFEST against its signature when this
+    deployment has a signing key (a version without a matching signature is then refused)."""
     where = f"{folder.parent.name}:{folder.name}"
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise ModelError(f"model {where} is refused: it has no MANIFEST (incomplete or not published by mljobs)")
+    manifest_bytes = manifest.read_bytes()
+    key = signing_key()
+    if key is not None and not signed_by(folder, manifest_bytes, key):
+        raise ModelError(f"model {where} is refused: it is not signed with this deployment's signing key")
     expected: dict[str, str] = {}
-    for line in manifest.read_text().splitlines():
+    for line in manifest_bytes.decode(errors="replace").splitlines():
         digest, _, name = line.partition("  ")
         if not name or len(digest) != 64:
             raise ModelError(f"model {where} is refused: its MANIFEST is malformed")
@@ -191,7 +210,9 @@ def verify_manifest(folder: Path) -> None:
             raise ModelError(f"model {where} is refused: file '{name}' is missing")
         if sha256_file(present[name]) != digest:
             raise ModelError(f"model {where} is refused: file '{name}' does not match its MANIFEST (modified or truncated)")
+    return Verified(expected, signed=key is not None)
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    unlisted = {folder / MANIFEST, folder / SIGNATURE}
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p not in unlisted)

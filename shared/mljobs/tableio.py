@@ -53,6 +53,11 @@ def _resolve_inputs(spec: str) -> list[Path]:
     return files
 
 
+# pyarrow parses the blocks ahead of the reader on other cores; larger blocks measured slower
+# (1M rows x 32 columns: 4.5 s at 6 MB, 6.9 s at 60 MB) and take more memory.
+CSV_MAX_BLOCK = 8 << 20
+
+
 def fingerprint(files: list[Path]) -> str:
     """sha256 over the files' names and contents: the same data gives the same fingerprint."""
     digest = hashlib.sha256()
@@ -96,8 +101,7 @@ def iter_batches(
     for f in files:
         try:
             if SUFFIXES[f.suffix.lower()] == "csv":
-                # CSV batches are cut by bytes; about 64 bytes a row keeps them near chunk_rows.
-                read, convert = _csv_options(column_types, block_size=max(1 << 16, chunk_rows * 64))
+                read, convert = _csv_options(column_types, block_size=_csv_block_size(f, chunk_rows))
                 reader = pacsv.open_csv(f, read_options=read, convert_options=convert)
                 batches: Iterator[pa.RecordBatch] = iter(reader)
             else:
@@ -108,6 +112,15 @@ def iter_batches(
                 yield f, batch
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise BadInputError(f"cannot read {f.name}: {_arrow_message(exc)}") from exc
+
+
+def _csv_block_size(path: Path, chunk_rows: int) -> int:
+    """CSV batches are cut by bytes: size them from the file's own row length (measured on its
+    first megabyte) to hold about chunk_rows rows, but no more than CSV_MAX_BLOCK bytes."""
+    with open(path, "rb") as f:
+        sample = f.read(1 << 20)
+    row_bytes = len(sample) / max(1, sample.count(b"\n"))
+    return int(min(max(chunk_rows * row_bytes, 1 << 16), CSV_MAX_BLOCK))
 
 
 def _arrow_message(exc: Exception) -> str:

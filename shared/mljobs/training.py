@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ import pyarrow.compute as pc
 
 from .errors import BadInputError, InvalidRecordsError, UsageError
 from .estimators import Estimator, fit_estimator
+from .estimators.native_lightgbm import compile_native
 from .featurize import Featurizer
 from .metrics import classification_metrics, regression_metrics
 from .predictor import METADATA_FILE, SCHEMA_FILE, installed_version
 from .report import Evaluation, write_report
 from .schema import CLASSIFICATION, FeatureSchema, infer_schema
+from .signing import signing_key
 from .store import ModelStore
 
 log = logging.getLogger("mljobs.train")
@@ -152,6 +155,11 @@ def publish(store: ModelStore, name: str, trained: TrainedModel, provenance: dic
 
     def write_files(folder: Path) -> None:
         trained.estimator.save(folder)
+        if trained.estimator.kind == "lightgbm" and signing_key() is not None:
+            # Compiled code is only ever loaded from a signed version, so unsigned stores skip it.
+            started = time.monotonic()
+            compile_native(folder)
+            log.info("compiled a native predictor in %.1f s", time.monotonic() - started)
         (folder / SCHEMA_FILE).write_text(trained.schema.to_json())
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         write_report(folder, trained.schema, metadata, trained.evaluation)

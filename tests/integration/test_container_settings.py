@@ -1,6 +1,6 @@
 """What `docker inspect` says of the containers the project starts, by compose and by the
 launcher: non-root, read-only root filesystem, no capabilities, no privilege gain, memory and
-pids limits."""
+CPU and pids limits."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def assert_locked_down(container: str) -> None:
     assert host["ReadonlyRootfs"] is True, name
     assert host["CapDrop"] == ["ALL"], name
     assert any(opt.startswith("no-new-privileges") for opt in host["SecurityOpt"] or []), name
-    assert host["Memory"] > 0 and (host["PidsLimit"] or 0) > 0, name
+    assert host["Memory"] > 0 and host["NanoCpus"] > 0 and (host["PidsLimit"] or 0) > 0, name
     assert not any("docker.sock" in (m.get("Source") or "") for m in info["Mounts"]), name
 
 

@@ -10,6 +10,7 @@ import docker
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from ..errors import MljobsError
+from ..signing import KEY_VARIABLE, signing_key
 
 LABEL = "org.mljobs.managed"
 IMAGES = ("train", "predict", "serve", "lb")
@@ -43,6 +44,13 @@ class Project:
 
     def labels(self, role: str) -> dict[str, str]:
         return {LABEL: "true", "org.mljobs.project": self.name, "org.mljobs.role": role}
+
+
+def container_environment(**values: str) -> dict[str, str]:
+    """A container's variables, plus the signing key read on the host (from a key file or the
+    environment), so containers the launcher starts sign and check models as compose's do."""
+    key = signing_key()
+    return {**values, **({KEY_VARIABLE: key.decode()} if key else {})}
 
 
 def connect(environ: Mapping[str, str] | None = None) -> Any:
