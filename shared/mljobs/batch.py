@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +18,7 @@ import pyarrow as pa
 from . import demo
 from .errors import BadInputError, InvalidRecordsError
 from .outputs import TableWriter
+from .featurize import Features
 from .predictor import Predictor
 from .tableio import fingerprint, iter_batches
 
@@ -86,28 +89,42 @@ def run_key(predictor: Predictor, source_fingerprint: str, options: BatchOptions
 
 
 def score_source(predictor: Predictor, source: Source, folder: Path, options: BatchOptions) -> BatchCounts:
+    """Two stages on two cores: while one batch is scored (the compiled predictor and LightGBM
+    release the GIL), the next is read and featurized. At most two batches are held at once."""
     counts = BatchCounts()
     predictions = TableWriter(folder / f"predictions.{options.fmt}", options.fmt)
     rejects = TableWriter(folder / f"rejects.{options.fmt}", options.fmt)
+    in_flight: deque[tuple[str, int, pa.RecordBatch, Features, Future]] = deque()
+
+    def finish_oldest() -> None:
+        name, first_row, batch, features, scored = in_flight.popleft()
+        good = features.good_rows
+        kept = {c: batch.column(c) if not features.errors else batch.column(c).filter(pa.array(good)) for c in options.keep_columns}
+        predictions.write(pa.RecordBatch.from_pydict({**kept, **scored.result()}))
+        if features.errors:
+            rejects.write(_rejects_batch(name, batch, features.errors, first_row, options.keep_columns))
+        counts.rows_in += batch.num_rows
+        counts.rows_out += int(np.count_nonzero(good))
+        counts.rejected += batch.num_rows - int(np.count_nonzero(good))
+        for column, n in features.unseen.items():
+            counts.unseen_categories[column] = counts.unseen_categories.get(column, 0) + n
+        log.info("scored %d rows (%d rejected)", counts.rows_in, counts.rejected)
+
     try:
-        for name, first_row, batch in source.batches(options.chunk_rows, predictor):
-            missing = [c for c in options.keep_columns if c not in batch.schema.names]
-            if missing:
-                raise BadInputError(f"--keep-columns names column '{missing[0]}', which is not in {name}")
-            columns, features = predictor.score_table(batch, options.proba, options.threads, first_row)
-            if features.errors and options.strict:
-                raise InvalidRecordsError(features.errors)
-            good = features.good_rows
-            kept = {c: batch.column(c) if not features.errors else batch.column(c).filter(pa.array(good)) for c in options.keep_columns}
-            predictions.write(pa.RecordBatch.from_pydict({**kept, **columns}))
-            if features.errors:
-                rejects.write(_rejects_batch(name, batch, features.errors, first_row, options.keep_columns))
-            counts.rows_in += batch.num_rows
-            counts.rows_out += int(np.count_nonzero(good))
-            counts.rejected += batch.num_rows - int(np.count_nonzero(good))
-            for column, n in features.unseen.items():
-                counts.unseen_categories[column] = counts.unseen_categories.get(column, 0) + n
-            log.info("scored %d rows (%d rejected)", counts.rows_in, counts.rejected)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mljobs-score") as scorer:
+            for name, first_row, batch in source.batches(options.chunk_rows, predictor):
+                missing = [c for c in options.keep_columns if c not in batch.schema.names]
+                if missing:
+                    raise BadInputError(f"--keep-columns names column '{missing[0]}', which is not in {name}")
+                features = predictor.featurizer.transform_table(batch, first_row)
+                if features.errors and options.strict:
+                    raise InvalidRecordsError(features.errors)
+                in_flight.append((name, first_row, batch, features,
+                                  scorer.submit(predictor.score_features, features, options.proba, options.threads)))
+                if len(in_flight) > 1:
+                    finish_oldest()
+            while in_flight:
+                finish_oldest()
     finally:
         predictions.close()
         rejects.close()

@@ -46,8 +46,12 @@ class Predictor:
         """Batch and SQL core: output columns for the rows that featurize cleanly, and the
         featurized batch itself (its errors name the rows left out, its mask picks the rest)."""
         features = self.featurizer.transform_table(table, first_row)
+        return self.score_features(features, proba, threads), features
+
+    def score_features(self, features: Features, proba: bool = False, threads: int = 0) -> dict[str, pa.Array]:
+        """Output columns for the rows of a featurized batch that have no errors."""
         matrix = features.matrix[features.good_rows] if features.errors else features.matrix
-        return self.output_columns(self.predict_raw(matrix, threads), proba), features
+        return self.output_columns(self.predict_raw(matrix, threads), proba)
 
     def labels(self, raw: np.ndarray) -> list[Any]:
         classes = self.schema.classes
