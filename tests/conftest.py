@@ -16,3 +16,13 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code = train.main(["--models-dir", str(root / "models"), "--runs-dir", str(root / "runs")])
     assert code == 0
     return root
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault and fuzz suite's figures, one line per fault (see tests/fault_table.py)."""
+    from tests.fault_table import FIGURES, table
+
+    if FIGURES:
+        terminalreporter.section("faults, fuzzing and refused artifacts")
+        for line in table():
+            terminalreporter.write_line(line)

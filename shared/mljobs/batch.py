@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from . import demo
 from .errors import BadInputError, InvalidRecordsError
-from .outputs import TableWriter
 from .featurize import Features
+from .outputs import TableWriter
 from .predictor import Predictor
 from .tableio import fingerprint, iter_batches
 

@@ -185,10 +185,15 @@ class Verified:
     signed: bool
 
 
+def version_label(folder: Path) -> str:
+    """`name:version` for a version's folder, as errors name it."""
+    return f"{folder.parent.name}:{folder.name}"
+
+
 def verify_manifest(folder: Path) -> Verified:
     """Check every file against the MANIFEST, and the MANIFEST against its signature when this
     deployment has a signing key (a version without a matching signature is then refused)."""
-    where = f"{folder.parent.name}:{folder.name}"
+    where = version_label(folder)
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise ModelError(f"model {where} is refused: it has no MANIFEST (incomplete or not published by mljobs)")

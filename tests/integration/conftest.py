@@ -88,6 +88,16 @@ class Compose:
             time.sleep(0.3)
         raise AssertionError(f"{path} not ready after {deadline_s} s:\n{self('logs').stdout[-3000:]}")
 
+    def start_fleet(self, replicas: int = 2) -> Compose:
+        """demo trained and promoted to production, `replicas` serve replicas behind nginx, ready."""
+        trained = self.run("train", "--promote", "production")
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        up = self("up", "-d", "--scale", f"serve={replicas}", "serve", "lb")
+        assert up.returncode == 0, up.stderr[-3000:]
+        self.wait_ready()
+        self.wait_ready(lb=True)
+        return self
+
     def down(self) -> None:
         self("down", "--volumes", "--remove-orphans", "--timeout", "5")
         remove_labelled(f"com.docker.compose.project={self.project}")

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
+from tests.fault_table import record
+from tests.integration.load import Load
 from tests.unit.test_serve import BAD, GOOD, ROWS, csv_body
 
 pytestmark = pytest.mark.integration
@@ -23,48 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def fleet(compose):
-    trained = compose.run("train", "--promote", "production")
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    up = compose("up", "-d", "--scale", "serve=2", "serve", "lb")
-    assert up.returncode == 0, up.stderr[-3000:]
-    compose.wait_ready()
-    compose.wait_ready("/v2/health/ready", lb=True)
-    return compose
-
-
-class Load:
-    """Bounded load from a few threads: counts status codes and answering versions."""
-
-    def __init__(self, url: str, threads: int = 3, max_seconds: float = 60):
-        self.url, self.stop, self.deadline = url, threading.Event(), time.monotonic() + max_seconds
-        self.statuses: Counter = Counter()
-        self.versions: list[tuple[float, str]] = []
-        self.errors: list[str] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        session = requests.Session()
-        while not self.stop.is_set() and time.monotonic() < self.deadline:
-            try:
-                reply = session.post(self.url, json=GOOD, timeout=10)
-                self.statuses[reply.status_code] += 1
-                if reply.status_code == 200:
-                    self.versions.append((time.monotonic(), reply.headers["X-Model-Version"]))
-            except requests.RequestException as exc:
-                self.errors.append(type(exc).__name__)
-
-    def __enter__(self) -> "Load":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-
-    def failures(self) -> int:
-        return sum(n for code, n in self.statuses.items() if not 200 <= code < 300) + len(self.errors)
+    return compose.start_fleet(replicas=2)
 
 
 def test_every_protocol_answers_over_real_http(fleet):
@@ -107,8 +66,11 @@ def test_open_inference_protocol_with_its_own_client(fleet):
 
 
 def test_bad_input_is_always_a_4xx_in_the_documented_shape(fleet):
-    for name, path, body, content_type, status, _ in BAD:
-        reply = requests.post(fleet.url(path, lb=True), data=body, headers={"Content-Type": content_type} if content_type else {}, timeout=10)
+    replies = [(name, path, status, requests.post(fleet.url(path, lb=True), data=body, timeout=10,
+                                                  headers={"Content-Type": content_type} if content_type else {}))
+               for name, path, body, content_type, status, _ in BAD]
+    record("bad inputs (table), through nginx", len(replies), "requests", "5xx", sum(r.status_code >= 500 for *_, r in replies))
+    for name, path, status, reply in replies:
         assert reply.status_code == status, name
         payload = reply.json()
         error = payload["details"] if path.startswith("/v2/") else payload["error"]
@@ -165,6 +127,7 @@ def test_killing_a_replica_under_load_loses_no_request(fleet):
         time.sleep(2)
         subprocess.run(["docker", "kill", victim], capture_output=True, check=True)
         time.sleep(5)
+    record("serve replica killed under load, through nginx", load.sent, "requests", "failed", load.failures())
     assert sum(load.statuses.values()) > 100
     assert load.failures() == 0, (load.statuses, load.errors[:5])
 

@@ -1,9 +1,10 @@
 """Static checks: every Dockerfile passes hadolint (ignored rules are justified in
 .hadolint.yaml), ends as a non-root user and starts its process in exec form; the Python code
-has no lint mistakes."""
+has no lint mistakes; bandit finds nothing in the package and pip-audit nothing in the lock."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -49,3 +50,26 @@ def test_bandit_finds_no_security_issue():
     bandit = shutil.which("bandit") or str(Path(sys.executable).parent / "bandit")
     result = subprocess.run([bandit, "-q", "-r", "shared", "images"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Advisories judged not to apply, one `ID  reason` per line; passed to pip-audit as --ignore-vuln.
+AUDIT_EXCEPTIONS = REPO / ".pip-audit-exceptions"
+
+
+def test_pip_audit_finds_no_known_vulnerability_in_the_lock():
+    """Every pinned image dependency against PyPI's advisory data (the PyPI JSON API)."""
+    from tests.fault_table import record
+
+    exceptions = [line.split()[0] for line in AUDIT_EXCEPTIONS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    command = [str(Path(sys.executable).parent / "pip-audit"), "-r", "requirements.lock", "--no-deps", "--disable-pip",
+               "--vulnerability-service", "pypi", "--format", "json", "--progress-spinner", "off",
+               *[arg for vuln in exceptions for arg in ("--ignore-vuln", vuln)]]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    report = json.loads(result.stdout)
+    dependencies = report["dependencies"]
+    findings = [(d["name"], v["id"]) for d in dependencies for v in d.get("vulns", [])]
+    skipped = [d["name"] for d in dependencies if d.get("skip_reason")]
+    record("pip-audit over requirements.lock", len(dependencies), "packages", "known vulnerabilities", len(findings))
+    record("pip-audit over requirements.lock", len(dependencies), "packages", "no advisory data here", len(skipped), None)
+    assert len(dependencies) == len([line for line in (REPO / "requirements.lock").read_text().splitlines() if "==" in line])
+    assert findings == [], findings

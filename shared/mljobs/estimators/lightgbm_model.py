@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 from ..schema import CATEGORICAL, CLASSIFICATION, FeatureSchema
+from ..store import version_label
 
 LIGHTGBM_FILE = "model.lgb.txt"
 DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
@@ -20,6 +21,11 @@ DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
 }
 
 
+def class_columns(out: np.ndarray, n_classes: int) -> np.ndarray:
+    """LightGBM gives P(class 1) alone for a binary model: make it one column per class."""
+    return np.column_stack([1.0 - out, out]) if n_classes == 2 else out
+
+
 class LightGBMEstimator:
     kind = "lightgbm"
     libraries = ("lightgbm",)
@@ -29,10 +35,7 @@ class LightGBMEstimator:
         self.n_classes = n_classes
 
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
-        out = self.booster.predict(matrix, num_threads=threads)
-        if self.n_classes == 2:
-            return np.column_stack([1.0 - out, out])
-        return out
+        return class_columns(self.booster.predict(matrix, num_threads=threads), self.n_classes)
 
     def save(self, folder: Path) -> list[str]:
         self.booster.save_model(str(folder / LIGHTGBM_FILE))
@@ -48,7 +51,7 @@ class LightGBMEstimator:
         try:
             booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_FILE))
         except lightgbm.basic.LightGBMError as exc:
-            raise ModelError(f"cannot read the LightGBM model in {folder}: {exc}") from exc
+            raise ModelError(f"model {version_label(folder)} is refused: LightGBM cannot read it ({exc})") from exc
         if booster.num_feature() != len(schema.features):
             raise ModelError(
                 f"the model in {folder} has {booster.num_feature()} features, its schema {len(schema.features)}"

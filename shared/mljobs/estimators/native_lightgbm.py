@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from .lightgbm_model import LIGHTGBM_FILE
+from ..store import version_label
+from .lightgbm_model import LIGHTGBM_FILE, class_columns
 
 NATIVE_FILE, NATIVE_INFO = "model.native.o", "model.native.json"
 # A baseline CPU rather than the training host's, so a model trained on a new machine runs on an
@@ -63,10 +64,7 @@ class NativeLightGBMEstimator:
 
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
         jobs = 1 if len(matrix) < PARALLEL_FROM_ROWS else (threads or available_cpus())
-        out = self.model.predict(np.ascontiguousarray(matrix, dtype=np.float64), n_jobs=jobs)
-        if self.n_classes == 2:
-            return np.column_stack([1.0 - out, out])
-        return out
+        return class_columns(self.model.predict(np.ascontiguousarray(matrix, dtype=np.float64), n_jobs=jobs), self.n_classes)
 
     def save(self, folder: Path) -> list[str]:
         raise ModelError("a compiled model is loaded from its version, never saved again")
@@ -93,10 +91,13 @@ def load_native(folder: Path, digests: dict[str, str], n_classes: int) -> Native
     # lleaves loads whatever file it is given, so it gets a private copy whose bytes were checked
     # against the signed MANIFEST (the shared file could change between the check and the load).
     if hashlib.sha256(code).hexdigest() != digests[NATIVE_FILE]:
-        raise ModelError(f"model {folder.parent.name}:{folder.name} is refused: file '{NATIVE_FILE}' does not match its MANIFEST")
+        raise ModelError(f"model {version_label(folder)} is refused: file '{NATIVE_FILE}' does not match its MANIFEST")
     with tempfile.TemporaryDirectory(prefix="mljobs-native-") as scratch:
         copy = Path(scratch) / NATIVE_FILE
         copy.write_bytes(code)
         model = lleaves.Model(model_file=str(folder / LIGHTGBM_FILE))
-        model.compile(cache=str(copy), target_cpu=info["cpu"], target_cpu_features="")
+        try:
+            model.compile(cache=str(copy), target_cpu=info["cpu"], target_cpu_features="")
+        except (RuntimeError, KeyError) as exc:  # LLVM refuses the object file, or no cpu recorded
+            raise ModelError(f"model {version_label(folder)} is refused: its compiled predictor does not load ({exc})") from exc
     return NativeLightGBMEstimator(model, n_classes)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 from ..schema import CLASSIFICATION, FeatureSchema
+from ..store import version_label
 
 SKOPS_FILE = "model.skops"
 # Types a model file may contain beyond what skops trusts by default: scikit-learn's own, and
@@ -55,14 +56,14 @@ class SklearnEstimator:
         try:
             untrusted = skops.io.get_untrusted_types(file=path)
         except Exception as exc:  # skops raises assorted errors on a damaged file
-            raise ModelError(f"cannot read the scikit-learn model in {folder}: {exc}") from exc
+            raise ModelError(f"model {version_label(folder)} is refused: skops cannot read it ({exc})") from exc
         refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES)]
         if refused:
-            raise ModelError(f"model in {folder} is refused: it contains the untrusted type {refused[0]}")
+            raise ModelError(f"model {version_label(folder)} is refused: it contains the untrusted type {refused[0]}")
         try:
             model = skops.io.load(path, trusted=untrusted)
         except Exception as exc:
-            raise ModelError(f"cannot load the scikit-learn model in {folder}: {exc}") from exc
+            raise ModelError(f"model {version_label(folder)} is refused: skops cannot load it ({exc})") from exc
         return cls(model, schema.task == CLASSIFICATION)
 
 

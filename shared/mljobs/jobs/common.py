@@ -70,6 +70,12 @@ def run_job(
         _finish(runs, record, code, reason)
         print(f"{job} failed: {reason}", file=sys.stderr)
         return code
+    except OSError as exc:  # a full disk, a lost mount: the file and the system's words, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = f"input/output error: {exc.strerror or str(exc).strip()}{where}"
+        _finish(runs, record, 1, reason)
+        print(f"{job} failed: {reason}", file=sys.stderr)
+        return 1
     except Exception as exc:  # the contract: a last line that says why, never a silent crash
         traceback.print_exc(file=sys.stderr)
         reason = f"unexpected {type(exc).__name__}: {exc}"

@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build the images from a checkout of mljobs")
     build.add_argument("--context", type=Path, default=Path("."), help="the checkout (default: the current folder)")
-    build.add_argument("--base-image", help="base image for the Python images (default python:3.11-slim)")
+    build.add_argument("--base-image", help="base image for the Python images (default python:3.11-slim-bookworm)")
 
     for job, text in (("train", "train a model (flags as the train job: --input, --target, --model, ...)"),
                       ("predict", "score rows (flags as the predict job: --model, --input, --output, ...)"),
