@@ -1,4 +1,5 @@
-"""The OpenAPI document of the native API, with the record schema taken from the served model."""
+"""The OpenAPI document of the scoring API (native, MLflow/SageMaker, Open Inference), with the
+record schema taken from the served model."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ ERROR = {
 }
 
 
+V2_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "the served model's name"}
+
+
 def feature_schema(kind: str, categories: tuple[str, ...]) -> dict[str, Any]:
     if kind == CATEGORICAL:
         return {"type": "string", "nullable": True, "example": categories[0] if categories else "a"}
@@ -43,6 +47,10 @@ def document(name: str, schema: FeatureSchema | None) -> dict[str, Any]:
               for code, text in (("400", "malformed body"), ("413", "body too large"), ("415", "not JSON or CSV, or not UTF-8"),
                                  ("422", "records that do not fit the model; every bad field named"),
                                  ("503", "no verified model loaded yet"))}
+    v2_errors = {code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Error"}}}}
+                 for code, text in (("400", "malformed body"), ("404", "not the model served here"), ("413", "body too large"),
+                                    ("415", "not JSON"), ("422", "tensors that do not fit the model; every bad field named"),
+                                    ("503", "no verified model loaded yet"))}
     return {
         "openapi": "3.0.3",
         "info": {"title": f"mljobs scoring API: {name}", "version": "1"},
@@ -59,6 +67,35 @@ def document(name: str, schema: FeatureSchema | None) -> dict[str, Any]:
                 "responses": {"200": {"description": "one prediction per record", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Predictions"}}}}, **errors},
             }},
+            "/invocations": {"post": {
+                "summary": "MLflow's scoring protocol (also SageMaker's): predictions only, labels for classifiers",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/MlflowRequest"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                }},
+                "responses": {"200": {"description": "one prediction per record", "content": {
+                    "application/json": {"schema": {"type": "object", "required": ["predictions"], "properties": {
+                        "predictions": {"type": "array"}}}},
+                    "text/csv": {"schema": {"type": "string"}},
+                }}, **errors},
+            }},
+            "/v2/models/{name}": {"get": {
+                "summary": "Open Inference Protocol (KServe v2): the model's inputs and outputs",
+                "parameters": [V2_NAME],
+                "responses": {"200": {"description": "model metadata", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"]}}}},
+                    **v2_errors},
+            }},
+            "/v2/models/{name}/infer": {"post": {
+                "summary": "Open Inference Protocol (KServe v2): one input tensor per feature, JSON tensors",
+                "parameters": [V2_NAME],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Request"}}}},
+                "responses": {"200": {"description": "a prediction tensor, and one probability tensor per class", "content": {
+                    "application/json": {"schema": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+                        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+                        "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}}}}},
+                    **v2_errors},
+            }},
             "/v2/health/live": {"get": {"summary": "The process is up", "responses": {"200": {"description": "live"}}}},
             "/v2/health/ready": {"get": {"summary": "A verified model is loaded", "responses": {
                 "200": {"description": "ready"}, "503": {"description": "not ready"}}}},
@@ -73,5 +110,19 @@ def document(name: str, schema: FeatureSchema | None) -> dict[str, Any]:
                 }}},
             }},
             "Error": ERROR,
+            "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "details": ERROR["properties"]["error"]}},
+            "MlflowRequest": {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
+                "dataframe_split": {"type": "object", "required": ["columns", "data"], "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}}, "data": {"type": "array", "items": {"type": "array"}}}},
+                "dataframe_records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+                "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+                "inputs": {"type": "object", "description": "columns: feature name -> list of values"},
+            }},
+            "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
+                "name": {"type": "string"}, "datatype": {"type": "string", "enum": ["BOOL", "INT64", "FP64", "BYTES"]},
+                "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"}}},
+            "V2Request": {"type": "object", "required": ["inputs"], "properties": {
+                "id": {"type": "string"},
+                "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
         }},
     }
