@@ -51,7 +51,7 @@ def lb_log(fleet) -> str:
 
 
 def test_a_gunicorn_worker_killed_mid_request_loses_no_request(fleet):
-    replicas = fleet.containers("serve")
+    replicas = running_replicas(fleet)
     interrupted_before = lb_log(fleet).count("prematurely closed")
     with Load(fleet.url("/predict", lb=True), threads=4, body=SLOW_BODY, timeout=30) as load:
         time.sleep(2)
@@ -61,7 +61,8 @@ def test_a_gunicorn_worker_killed_mid_request_loses_no_request(fleet):
             time.sleep(2)
     interrupted = lb_log(fleet).count("prematurely closed") - interrupted_before
     record(f"gunicorn worker SIGKILLed mid-request x4 ({interrupted} cut off, retried by nginx)", load.sent, "requests", "failed", load.failures())
-    assert load.sent > 20 and load.failures() == 0, (load.statuses, load.errors[:5])
+    upstream_errors = [line for line in lb_log(fleet).splitlines() if "upstream" in line][-8:]
+    assert load.sent > 20 and load.failures() == 0, (load.statuses, load.errors[:5], upstream_errors)
     assert interrupted >= 1  # the kills did land in the middle of requests
 
 
@@ -72,22 +73,43 @@ def post_slow(url: str) -> int | str:
         return type(exc).__name__
 
 
-def test_docker_stop_during_slow_requests_loses_none(fleet):
-    victim = fleet.containers("serve")[0]
+def running_replicas(fleet) -> list[str]:
+    return [c for c in fleet.containers("serve") if docker("inspect", "-f", "{{.State.Running}}", c).stdout.strip() == "true"]
+
+
+def restore_fleet(fleet) -> None:
+    assert fleet("up", "-d", "--scale", "serve=2", "--no-recreate", "serve").returncode == 0
+    fleet.wait_ready(lb=True)
+
+
+def test_docker_stop_lets_the_requests_in_flight_finish(fleet):
+    """Straight to one replica (no other traffic, so each of its two workers has accepted one
+    slow request): `docker stop` must let both finish."""
+    victim = running_replicas(fleet)[0]
     port = docker("port", victim, "8080").stdout.split()[0].rsplit(":", 1)[1]
-    with Load(fleet.url("/predict", lb=True), threads=4, body=SLOW_BODY, timeout=30) as through_lb:
-        time.sleep(1)
-        with ThreadPoolExecutor(2) as pool:  # one slow request for each of the victim's two workers
+    try:
+        with ThreadPoolExecutor(2) as pool:
             in_flight = [pool.submit(post_slow, f"http://127.0.0.1:{port}/predict") for _ in range(2)]
             time.sleep(0.3)
             docker("stop", "--time", "15", victim)
             answers = [f.result() for f in in_flight]
-        time.sleep(3)
+    finally:
+        restore_fleet(fleet)
     record("docker stop during slow requests, in flight on that replica", len(answers), "requests", "failed", sum(a != 200 for a in answers))
-    record("docker stop during slow requests, through nginx", through_lb.sent, "requests", "failed", through_lb.failures())
     assert answers == [200, 200]
-    assert through_lb.failures() == 0, (through_lb.statuses, through_lb.errors[:5])
-    assert fleet("up", "-d", "--scale", "serve=2", "--no-recreate", "serve").returncode == 0
+
+
+def test_docker_stop_of_a_replica_during_slow_requests_loses_none_through_nginx(fleet):
+    victim = running_replicas(fleet)[0]
+    try:
+        with Load(fleet.url("/predict", lb=True), threads=4, body=SLOW_BODY, timeout=30) as load:
+            time.sleep(2)
+            docker("stop", "--time", "15", victim)
+            time.sleep(3)
+    finally:
+        restore_fleet(fleet)
+    record("docker stop during slow requests, through nginx", load.sent, "requests", "failed", load.failures())
+    assert load.sent > 10 and load.failures() == 0, (load.statuses, load.errors[:5])
 
 
 def test_a_full_output_volume_fails_with_a_clear_reason_and_leaves_nothing(fleet):
@@ -160,7 +182,7 @@ variant('demo', 91, 'model.lgb.txt', pickle.dumps(Trap('served')), True)
 def markers(fleet) -> list[str]:
     """PWNED files on the runs volume (predict's writable place) and in every replica's /tmp."""
     found = fleet("run", "--rm", "-T", "--entrypoint", "ls", "models", "-A", "/runs").stdout.split()
-    for container in fleet.containers("serve"):
+    for container in running_replicas(fleet):
         found += docker("exec", container, "ls", "-A", "/tmp").stdout.split()
     return sorted(f for f in found if f.startswith("PWNED-"))
 
@@ -195,7 +217,7 @@ def test_booby_trapped_pickles_where_a_model_should_be_never_run(fleet):
 
 def test_schemathesis_finds_no_5xx_and_no_answer_off_the_document(fleet, tmp_path):
     report = tmp_path / "schemathesis.ndjson"
-    command = [str(Path(sys.executable).parent / "schemathesis"), "run", fleet.url("/openapi.json"),
+    command = [str(Path(sys.executable).parent / "schemathesis"), "run", fleet.url("/openapi.json", lb=True), "--wait-for-schema", "30",
                "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
                "--max-examples", "60", "--seed", "1", "--request-timeout", "10",
                "--report", "ndjson", "--report-ndjson-path", str(report)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -136,3 +137,23 @@ def test_sql_through_the_launcher_with_host_files_as_tables(compose, launcher, h
     assert code == 0, err
     [result] = out.glob("job=sql/date=*/run=*/result.parquet")
     assert pq.read_table(result).num_rows == 40
+
+
+def test_a_killed_job_shows_as_lost_not_running_forever(compose, launcher):
+    started = compose("run", "-d", "train", "--model", "to-be-killed", "--params", '{"num_boost_round": 100000}')
+    container = started.stdout.strip().splitlines()[-1]
+    container_id = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", container], capture_output=True, text=True).stdout.strip()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill it once its run record says "running"
+        _, listing, _ = launcher("runs", "--json", "--last", "100")
+        if any(r["host"] == container_id[:12] for r in json.loads(listing)):
+            break
+        time.sleep(0.5)
+    subprocess.run(["docker", "kill", container], capture_output=True)
+    subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+    code, listing, _ = launcher("runs", "--json", "--last", "100")
+    assert code == 0
+    [killed] = [r for r in json.loads(listing) if r["host"] == container_id[:12]]
+    assert killed["status"] == "lost" and "killed" in killed["reason"]
+    running = [r for r in json.loads(listing) if r["status"] == "running"]
+    assert running == []

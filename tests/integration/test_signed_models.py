@@ -3,6 +3,7 @@ with the compiled model and agree with LightGBM, and a tampered or foreign versi
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 from pathlib import Path
@@ -58,6 +59,9 @@ def store_copy(project: Compose, model: str) -> Path:
 
 
 def test_predict_and_serve_score_a_signed_model_with_its_compiled_predictor(signed):
+    shown = signed.run("models", "show", "demo", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["signature_checked"] is True and json.loads(shown.stdout)["compiled_predictor"] is True
     predictor = load_predictor(ModelStore(store_copy(signed, "demo")), "demo")
     assert isinstance(predictor.estimator, NativeLightGBMEstimator)
     rows = scoring_table()

@@ -9,9 +9,10 @@ import sys
 from typing import Any, Sequence
 
 from ..errors import MljobsError, UsageError
+from ..estimators.native_lightgbm import NATIVE_FILE
 from ..predictor import METADATA_FILE
 from ..runs import RunLog
-from ..store import LATEST, PRODUCTION, ModelRef, ModelStore
+from ..store import LATEST, PRODUCTION, ModelRef, ModelStore, verify_manifest
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,7 +52,8 @@ def model_summaries(store: ModelStore) -> list[dict[str, Any]]:
 
 def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
     version = store.resolve(ref)
-    folder = store.verified_dir(ref.name, version)
+    folder = store.model_dir(ref.name) / version
+    verified = verify_manifest(folder)
     meta = json.loads((folder / METADATA_FILE).read_text())
     return {
         "name": ref.name,
@@ -65,6 +67,8 @@ def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
         "source": meta.get("source"),
         "run_id": meta.get("run_id"),
         "files": sorted(p.name for p in folder.iterdir()),
+        "signature_checked": verified.signed,  # only where a signing key is set
+        "compiled_predictor": NATIVE_FILE in verified.digests,
     }
 
 
@@ -121,7 +125,8 @@ def execute(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps(details, indent=2))
             return
-        for key in ("name", "version", "aliases", "created", "estimator", "task", "evaluation", "source", "run_id"):
+        for key in ("name", "version", "aliases", "created", "estimator", "task", "evaluation", "source", "run_id",
+                    "signature_checked", "compiled_predictor"):
             value = details[key]
             print(f"{key:<10}  {', '.join(value) if isinstance(value, list) else value}")
         for metric, value in details["metrics"].items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -152,8 +153,27 @@ def cmd_models(client: Any, project: Project, args: argparse.Namespace, _: list[
     return 0
 
 
+def mark_lost(client: Any, records: list[dict]) -> list[dict]:
+    """A record still 'running' whose container is gone or stopped was killed before it could
+    say so (SIGKILL, OOM, a lost machine): show it as lost. Jobs in containers record their
+    container's id as host (Docker's default hostname: 12 hex digits); others are left alone."""
+    from docker.errors import APIError, NotFound
+
+    for record in records:
+        host = str(record.get("host", ""))
+        if record.get("status") != "running" or not re.fullmatch(r"[0-9a-f]{12}", host):
+            continue
+        try:
+            alive = client.containers.get(host).status in ("running", "created", "restarting")
+        except (NotFound, APIError):
+            alive = False
+        if not alive:
+            record["status"], record["reason"] = "lost", "its container ended without finishing the run (killed?)"
+    return records
+
+
 def cmd_runs(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
-    records = json.loads(query(client, project, ["runs"]))[-args.last:]
+    records = mark_lost(client, json.loads(query(client, project, ["runs"]))[-args.last:])
     if args.json:
         out.print_json(data=records)
         return 0
@@ -162,7 +182,7 @@ def cmd_runs(client: Any, project: Project, args: argparse.Namespace, _: list[st
         rows = r.get("rows") or {}
         model = r.get("model") or {}
         status = r.get("status_detail") or r.get("status", "?")
-        colour = {"succeeded": "green", "failed": "red", "running": "yellow"}.get(r.get("status"), "white")
+        colour = {"succeeded": "green", "failed": "red", "lost": "red", "running": "yellow"}.get(r.get("status"), "white")
         table.add_row(r.get("started", "?"), r.get("job", "?"), f"[{colour}]{status}[/{colour}]",
                       f"{model.get('name', '')}:{model.get('version', '')}" if model else "",
                       "/".join(str(rows.get(k, "-")) for k in ("in", "out", "rejected")) if rows else "",
