@@ -46,6 +46,21 @@ class Project:
         return {LABEL: "true", "org.mljobs.project": self.name, "org.mljobs.role": role}
 
 
+def service_limits(service: str, memory: str, cpus: float) -> dict[str, Any]:
+    """Memory, CPU and pids limits of a long-running container, overridable with the variables
+    compose.yaml reads (MLJOBS_SERVE_MEMORY, MLJOBS_SERVE_CPUS, MLJOBS_LB_..., MLJOBS_PIDS)."""
+    prefix = f"MLJOBS_{service.upper()}"
+    return {
+        "mem_limit": os.environ.get(f"{prefix}_MEMORY", memory),
+        "nano_cpus": int(float(os.environ.get(f"{prefix}_CPUS", cpus)) * 1e9),
+        "pids_limit": pids_limit(),
+    }
+
+
+def pids_limit() -> int:
+    return int(os.environ.get("MLJOBS_PIDS", "512"))
+
+
 def container_environment(**values: str) -> dict[str, str]:
     """A container's variables, plus the signing key read on the host (from a key file or the
     environment), so containers the launcher starts sign and check models as compose's do."""

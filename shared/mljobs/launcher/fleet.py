@@ -3,13 +3,12 @@ load balancer, which alone is published (on 127.0.0.1)."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from docker.errors import APIError, NotFound
 
-from .engine import LauncherError, Project, container_environment, ensure_volume, require_image
+from .engine import LauncherError, Project, container_environment, ensure_volume, require_image, service_limits
 
 SERVE_ALIAS = "serve"  # the name nginx resolves to every replica
 
@@ -44,8 +43,7 @@ def _start_replica(client: Any, project: Project, index: int, model: str, worker
         labels={**project.labels("serve"), "org.mljobs.replica": str(index)},
         # A tmpfs (bandit B108 does not apply).
         read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges"],  # nosec B108
-        mem_limit=os.environ.get("MLJOBS_SERVE_MEMORY", "2g"), nano_cpus=int(float(os.environ.get("MLJOBS_SERVE_CPUS", "2")) * 1e9),
-        pids_limit=512, restart_policy={"Name": "unless-stopped"},
+        **service_limits("serve", "2g", 2), restart_policy={"Name": "unless-stopped"},
     )
     network.connect(container, aliases=[SERVE_ALIAS])
     container.start()
@@ -72,7 +70,7 @@ def up(client: Any, project: Project, count: int, model: str, port: int, workers
             project.image("lb"), name=f"{project.name}-lb", detach=True, ports={"8080/tcp": ("127.0.0.1", port)},
             # A tmpfs (bandit B108 does not apply).
             labels=project.labels("lb"), read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"],  # nosec B108
-            security_opt=["no-new-privileges"], mem_limit="256m", nano_cpus=500_000_000, pids_limit=256, restart_policy={"Name": "unless-stopped"},
+            security_opt=["no-new-privileges"], **service_limits("lb", "256m", 0.5), restart_policy={"Name": "unless-stopped"},
         )
         _network(client, project).connect(lb)
         lb.start()

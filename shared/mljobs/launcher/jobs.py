@@ -15,7 +15,7 @@ from docker.errors import APIError, NotFound
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
-from .engine import LauncherError, Project, container_environment, ensure_volume, require_image
+from .engine import LauncherError, Project, container_environment, ensure_volume, pids_limit, require_image
 
 JOB_USER = "10001:10001"
 EXIT_MEANINGS = {0: "done", 2: "bad usage or configuration", 3: "bad input data", 4: "model missing, refused or corrupt"}
@@ -109,7 +109,7 @@ def run_job(client: Any, project: Project, spec: JobSpec, on_log: Callable[[str]
         # A tmpfs (bandit B108 does not apply).
         nano_cpus=int(spec.cpus * 1e9), mem_limit=spec.memory, read_only=True, tmpfs={"/tmp": ""},  # nosec B108
         network_disabled=True,  # Kaggle-style: a job needs no network
-        cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=256,
+        cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=pids_limit(),
     )
     try:
         container.start()
