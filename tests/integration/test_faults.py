@@ -50,16 +50,27 @@ def lb_log(fleet) -> str:
     return fleet("logs", "lb").stdout
 
 
+def cut_off(fleet) -> int:
+    """nginx's count of requests an upstream dropped mid-way (closed, or reset if it was still
+    reading the body); each one is retried on another replica."""
+    return sum(("prematurely closed" in line or "reset by peer" in line) and "upstream" in line
+               for line in lb_log(fleet).splitlines())
+
+
 def test_a_gunicorn_worker_killed_mid_request_loses_no_request(fleet):
     replicas = running_replicas(fleet)
-    interrupted_before = lb_log(fleet).count("prematurely closed")
-    with Load(fleet.url("/predict", lb=True), threads=4, body=SLOW_BODY, timeout=30) as load:
+    interrupted_before = cut_off(fleet)
+    # MLflow's route answers labels only: a slow request with a short reply, so a kill lands while
+    # the request is worked on. A worker killed while it writes a reply cuts off a response that
+    # nginx has begun to pass on and cannot retry; the shorter the reply, the rarer that is.
+    body = {"dataframe_records": SLOW_BODY}
+    with Load(fleet.url("/invocations", lb=True), threads=4, body=body, timeout=30) as load:
         time.sleep(2)
         for i in range(4):
             container = replicas[i % len(replicas)]
             docker("exec", container, "python", "-c", f"import os, signal; os.kill({workers(container)[0]}, signal.SIGKILL)")
             time.sleep(2)
-    interrupted = lb_log(fleet).count("prematurely closed") - interrupted_before
+    interrupted = cut_off(fleet) - interrupted_before
     record(f"gunicorn worker SIGKILLed mid-request x4 ({interrupted} cut off, retried by nginx)", load.sent, "requests", "failed", load.failures())
     upstream_errors = [line for line in lb_log(fleet).splitlines() if "upstream" in line][-8:]
     assert load.sent > 20 and load.failures() == 0, (load.statuses, load.errors[:5], upstream_errors)
