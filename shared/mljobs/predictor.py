@@ -13,8 +13,6 @@ import pyarrow as pa
 
 from .errors import ModelError
 from .estimators import LOADERS, Estimator
-from .estimators.lightgbm_model import LightGBMEstimator
-from .estimators.native_lightgbm import load_native
 from .featurize import Features, Featurizer
 from .schema import CLASSIFICATION, FeatureSchema
 from .store import ModelRef, ModelStore, verify_manifest
@@ -115,9 +113,5 @@ def load_version(folder: Path, name: str, version: str, strict_categories: bool 
     if kind not in LOADERS:
         raise ModelError(f"model {where} is refused: unknown estimator kind {kind!r}")
     check_libraries(where, meta.get("libraries", {}), meta["estimator"].get("libraries", []))
-    estimator = None
-    if kind == LightGBMEstimator.kind and verified.signed:
-        estimator = load_native(folder, verified.digests, len(schema.classes))
-    if estimator is None:
-        estimator = LOADERS[kind](folder, schema)
+    estimator = LOADERS[kind](folder, schema, verified)
     return Predictor(name, version, schema, meta, estimator, Featurizer(schema, strict_categories))

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from .errors import BadInputError, InvalidRecordsError, UsageError
 from .estimators import Estimator, fit_estimator
+from .estimators.lightgbm_model import LightGBMEstimator
 from .estimators.native_lightgbm import compile_native
 from .featurize import Featurizer
 from .metrics import classification_metrics, regression_metrics
@@ -155,7 +156,7 @@ def publish(store: ModelStore, name: str, trained: TrainedModel, provenance: dic
 
     def write_files(folder: Path) -> None:
         trained.estimator.save(folder)
-        if trained.estimator.kind == "lightgbm" and signing_key() is not None:
+        if trained.estimator.kind == LightGBMEstimator.kind and signing_key() is not None:
             # Compiled code is only ever loaded from a signed version, so unsigned stores skip it.
             started = time.monotonic()
             compile_native(folder)

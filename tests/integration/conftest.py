@@ -62,10 +62,10 @@ class Compose:
             "MLJOBS_LB_PORT": str(self.lb_port),
         }
 
-    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str, timeout: float = 600, text: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["docker", "compose", "--project-directory", str(REPO), "--profile", "jobs", *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            env=self.env, capture_output=True, text=text, timeout=timeout, stdin=subprocess.DEVNULL,
         )
 
     def run(self, service: str, *args: str) -> subprocess.CompletedProcess:
@@ -87,6 +87,14 @@ class Compose:
                 pass
             time.sleep(0.3)
         raise AssertionError(f"{path} not ready after {deadline_s} s:\n{self('logs').stdout[-3000:]}")
+
+    def copy_store(self, model: str, into: Path) -> Path:
+        """A copy of `model`'s folder from the models volume on the host, as a store root."""
+        into.mkdir()
+        tar = self("run", "--rm", "-T", "--entrypoint", "tar", "models", "-C", "/models", "-c", model, text=False)
+        assert tar.returncode == 0, tar.stderr[-2000:]
+        subprocess.run(["tar", "-x", "-C", str(into)], input=tar.stdout, check=True)
+        return into
 
     def start_fleet(self, replicas: int = 2) -> Compose:
         """demo trained and promoted to production, `replicas` serve replicas behind nginx, ready."""

@@ -32,15 +32,7 @@ def wide_model(compose) -> Path:
     pq.write_table(wide_table(20_000, seed=1), compose.data_dir / "input" / "wide-train.parquet")
     trained = compose.run("train", "--input", "/data/input/wide-train.parquet", "--target", "label", "--model", "wide")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    copy = compose.data_dir / "store-copy"
-    copy.mkdir()
-    tar = subprocess.run(
-        ["docker", "compose", "--project-directory", str(Path(__file__).resolve().parents[2]), "--profile", "jobs",
-         "run", "--rm", "-T", "--entrypoint", "tar", "models", "-C", "/models", "-c", "wide"],
-        env=compose.env, capture_output=True, check=True,
-    )
-    subprocess.run(["tar", "-x", "-C", str(copy)], input=tar.stdout, check=True)
-    return copy
+    return compose.copy_store("wide", compose.data_dir / "store-copy")
 
 
 def runs_of(compose, model: str) -> list[Path]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pacsv
@@ -22,7 +20,6 @@ from tests.integration.conftest import Compose
 
 pytestmark = pytest.mark.integration
 KEY = secrets.token_hex(32)
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +43,11 @@ def monkeypatch_module():
         yield patch
 
 
-def store_copy(project: Compose, model: str) -> Path:
-    copy = project.data_dir / f"store-{secrets.token_hex(3)}"
-    copy.mkdir()
-    tar = subprocess.run(
-        ["docker", "compose", "--project-directory", str(REPO), "--profile", "jobs", "run", "--rm", "-T",
-         "--entrypoint", "tar", "models", "-C", "/models", "-c", model],
-        env=project.env, capture_output=True, check=True,
-    )
-    subprocess.run(["tar", "-x", "-C", str(copy)], input=tar.stdout, check=True)
-    return copy
-
-
 def test_predict_and_serve_score_a_signed_model_with_its_compiled_predictor(signed):
     shown = signed.run("models", "show", "demo", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["signature_checked"] is True and json.loads(shown.stdout)["compiled_predictor"] is True
-    predictor = load_predictor(ModelStore(store_copy(signed, "demo")), "demo")
+    predictor = load_predictor(ModelStore(signed.copy_store("demo", signed.data_dir / "store-copy")), "demo")
     assert isinstance(predictor.estimator, NativeLightGBMEstimator)
     rows = scoring_table()
     pacsv.write_csv(rows, signed.data_dir / "input" / "rows.csv")

@@ -9,7 +9,9 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ..schema import FeatureSchema
+from ..store import Verified
 from .lightgbm_model import LightGBMEstimator, fit_lightgbm
+from .native_lightgbm import load_native
 from .sklearn_model import SklearnEstimator, fit_sklearn
 
 
@@ -27,9 +29,20 @@ class Estimator(Protocol):
         """One importance per feature, if the estimator has them."""
 
 
-LOADERS: dict[str, Callable[[Path, FeatureSchema], Estimator]] = {
-    LightGBMEstimator.kind: LightGBMEstimator.load,
-    SklearnEstimator.kind: SklearnEstimator.load,
+def load_lightgbm(folder: Path, schema: FeatureSchema, verified: Verified) -> Estimator:
+    """A signed version's compiled predictor when it has a usable one, else its text model."""
+    native = load_native(folder, verified.digests, len(schema.classes)) if verified.signed else None
+    return native or LightGBMEstimator.load(folder, schema)
+
+
+def load_sklearn(folder: Path, schema: FeatureSchema, verified: Verified) -> Estimator:
+    return SklearnEstimator.load(folder, schema)
+
+
+# Each kind's loader, given the folder already checked against its MANIFEST (and signature).
+LOADERS: dict[str, Callable[[Path, FeatureSchema, Verified], Estimator]] = {
+    LightGBMEstimator.kind: load_lightgbm,
+    SklearnEstimator.kind: load_sklearn,
 }
 
 

@@ -67,23 +67,18 @@ def run_job(
     except (MljobsError, KeyboardInterrupt) as exc:
         code = exc.exit_code if isinstance(exc, MljobsError) else 130
         reason = str(exc) or "interrupted"
-        _finish(runs, record, code, reason)
-        print(f"{job} failed: {reason}", file=sys.stderr)
-        return code
     except OSError as exc:  # a full disk, a lost mount: the file and the system's words, no traceback
         where = f" ({exc.filename})" if exc.filename else ""
-        reason = f"input/output error: {exc.strerror or str(exc).strip()}{where}"
-        _finish(runs, record, 1, reason)
-        print(f"{job} failed: {reason}", file=sys.stderr)
-        return 1
+        code, reason = 1, f"input/output error: {exc.strerror or str(exc).strip()}{where}"
     except Exception as exc:  # the contract: a last line that says why, never a silent crash
         traceback.print_exc(file=sys.stderr)
-        reason = f"unexpected {type(exc).__name__}: {exc}"
-        _finish(runs, record, 1, reason)
-        print(f"{job} failed: {reason}", file=sys.stderr)
-        return 1
-    _finish(runs, record, 0)
-    return 0
+        code, reason = 1, f"unexpected {type(exc).__name__}: {exc}"
+    else:
+        _finish(runs, record, 0)
+        return 0
+    _finish(runs, record, code, reason)
+    print(f"{job} failed: {reason}", file=sys.stderr)
+    return code
 
 
 def _finish(runs: RunLog | None, record: RunRecord, code: int, reason: str | None = None) -> None:

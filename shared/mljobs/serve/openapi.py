@@ -36,6 +36,13 @@ def feature_schema(kind: str, categories: tuple[str, ...]) -> dict[str, Any]:
     return {"type": "number", "nullable": True}
 
 
+def error_responses(shape: str, particular: dict[str, str]) -> dict[str, Any]:
+    """The error statuses of a route, each answered in the `shape` schema (ours, or the v2 one)."""
+    texts = {"400": "malformed body", "413": "body too large", **particular, "503": "no verified model loaded yet"}
+    return {code: {"description": text, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}}}
+            for code, text in sorted(texts.items())}
+
+
 def document(name: str, schema: FeatureSchema | None) -> dict[str, Any]:
     features = schema.features if schema else ()
     record = {
@@ -43,14 +50,10 @@ def document(name: str, schema: FeatureSchema | None) -> dict[str, Any]:
         "required": [f.name for f in features],
         "properties": {f.name: feature_schema(f.kind, f.categories) for f in features},
     }
-    errors = {code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-              for code, text in (("400", "malformed body"), ("413", "body too large"), ("415", "not JSON or CSV, or not UTF-8"),
-                                 ("422", "records that do not fit the model; every bad field named"),
-                                 ("503", "no verified model loaded yet"))}
-    v2_errors = {code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Error"}}}}
-                 for code, text in (("400", "malformed body"), ("404", "not the model served here"), ("413", "body too large"),
-                                    ("415", "not JSON"), ("422", "tensors that do not fit the model; every bad field named"),
-                                    ("503", "no verified model loaded yet"))}
+    errors = error_responses("Error", {"415": "not JSON or CSV, or not UTF-8",
+                                       "422": "records that do not fit the model; every bad field named"})
+    v2_errors = error_responses("V2Error", {"404": "not the model served here", "415": "not JSON",
+                                            "422": "tensors that do not fit the model; every bad field named"})
     return {
         "openapi": "3.0.3",
         "info": {"title": f"mljobs scoring API: {name}", "version": "1"},
