@@ -10,13 +10,13 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from . import demo
-from .errors import BadInputError, InvalidRecordsError
+from .errors import BadInputError, FieldError, InvalidRecordsError
 from .featurize import Features
 from .outputs import TableWriter
 from .predictor import Predictor
@@ -34,7 +34,7 @@ class BatchOptions:
     chunk_rows: int = 100_000
     threads: int = 0
 
-    def output_key(self) -> dict:
+    def output_key(self) -> dict[str, Any]:
         """The options that change what the output holds (and so a rerun's identity)."""
         return {"keep_columns": self.keep_columns, "proba": self.proba, "strict": self.strict, "format": self.fmt}
 
@@ -94,7 +94,7 @@ def score_source(predictor: Predictor, source: Source, folder: Path, options: Ba
     counts = BatchCounts()
     predictions = TableWriter(folder / f"predictions.{options.fmt}", options.fmt)
     rejects = TableWriter(folder / f"rejects.{options.fmt}", options.fmt)
-    in_flight: deque[tuple[str, int, pa.RecordBatch, Features, Future]] = deque()
+    in_flight: deque[tuple[str, int, pa.RecordBatch, Features, Future[dict[str, Any]]]] = deque()
 
     def finish_oldest() -> None:
         name, first_row, batch, features, scored = in_flight.popleft()
@@ -131,11 +131,12 @@ def score_source(predictor: Predictor, source: Source, folder: Path, options: Ba
     return counts
 
 
-def _rejects_batch(name: str, batch: pa.RecordBatch, errors: list, first_row: int, keep_columns: list[str]) -> pa.RecordBatch:
+def _rejects_batch(name: str, batch: pa.RecordBatch, errors: list[FieldError], first_row: int, keep_columns: list[str]) -> pa.RecordBatch:
     """One line per rejected row: file, row, every reason, and the kept columns to find it by."""
     reasons: dict[int, list[str]] = {}
     for e in errors:
-        reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason}")
+        if e.row is not None:  # always set for a table's rows
+            reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason}")
     rows = sorted(reasons)
     kept = {c: batch.column(c).take(pa.array([r - first_row for r in rows])) for c in keep_columns}
     return pa.RecordBatch.from_pydict({

@@ -8,6 +8,7 @@ Every door (training, batch, HTTP, SQL) goes through this module, so they cannot
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Mapping, Sequence
@@ -16,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import FieldError, InvalidRecordsError
+from .errors import FieldError, FieldErrors, InvalidRecordsError
 from .schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature, FeatureSchema
 
 _TRUE = {"true", "1", "yes", "t", "y"}
@@ -37,7 +38,7 @@ class Features:
     def good_rows(self) -> np.ndarray:
         """A mask of the rows that may be scored (computed once: batch and predictor both ask)."""
         good = np.ones(len(self.matrix), dtype=bool)
-        good[[e.row - self.first_row for e in self.errors]] = False
+        good[[e.row - self.first_row for e in self.errors if e.row is not None]] = False
         return good
 
 
@@ -65,19 +66,39 @@ class Featurizer:
             values.append(value)
         return values, errors
 
-    def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Featurize records, raising InvalidRecordsError naming every bad field."""
-        rows, errors = [], []
+    def transform_records(self, records: Sequence[Any]) -> np.ndarray:
+        """Featurize records, raising InvalidRecordsError naming the bad fields (bounded)."""
+        matrix = np.empty((len(records), len(self._codes)), dtype=np.float64)
+        errors = FieldErrors()
+        many = len(records) > 1
         for i, record in enumerate(records):
             if not isinstance(record, Mapping):
-                errors.append(FieldError("(record)", "expected an object of feature values", i if len(records) > 1 else None))
+                errors.add(FieldError("(record)", "expected an object of feature values", i if many else None))
                 continue
-            values, record_errors = self.record_row(record, i if len(records) > 1 else None)
-            rows.append(values)
-            errors.extend(record_errors)
-        if errors:
-            raise InvalidRecordsError(errors)
-        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self._codes))
+            values, record_errors = self.record_row(record, i if many else None)
+            matrix[i] = values
+            for error in record_errors:
+                errors.add(error)
+        errors.raise_if_any()
+        return matrix
+
+    def transform_columns(self, columns: Mapping[str, Sequence[Any]], rows: int) -> np.ndarray:
+        """Featurize named columns of `rows` values (v2 tensors, MLflow `inputs`) without building
+        a record per row; a missing feature is one error for the whole column, not one per row."""
+        missing = [FieldError(f.name, "missing") for f in self.schema.features if f.name not in columns]
+        if missing:
+            raise InvalidRecordsError(missing)
+        matrix = np.empty((rows, len(self._codes)), dtype=np.float64)
+        errors = FieldErrors()
+        many = rows > 1
+        for j, (feature, codes) in enumerate(zip(self.schema.features, self._codes)):
+            values = columns[feature.name]
+            for i, value in enumerate(values):
+                matrix[i, j], reason = _convert(feature, codes, value, self.strict_categories)
+                if reason:
+                    errors.add(FieldError(feature.name, reason, i if many else None))
+        errors.raise_if_any()
+        return matrix
 
     # --- whole columns: batch, training and SQL -------------------------------------------
 
@@ -103,8 +124,8 @@ class Featurizer:
                 if count:
                     unseen[feature.name] = count
         if errors:
-            matrix[np.unique([e.row - first_row for e in errors])] = np.nan
-            errors.sort(key=lambda e: (e.row, e.field))
+            matrix[np.unique([e.row - first_row for e in errors if e.row is not None])] = np.nan
+            errors.sort(key=lambda e: (e.row or 0, e.field))
         return Features(matrix, errors, unseen, first_row)
 
     def _column(self, feature: Feature, j: int, column: pa.Array) -> tuple[np.ndarray, list[tuple[int, str]]]:
@@ -121,7 +142,7 @@ class Featurizer:
                 return out, []
             unseen = pc.and_(pc.is_null(codes), pc.is_valid(levels))
             rows = np.flatnonzero(unseen.to_numpy(zero_copy_only=False))
-            return out, [(i, f"unknown category {levels[int(i)].as_py()!r}") for i in rows]
+            return out, [(int(i), f"unknown category {levels[int(i)].as_py()!r}") for i in rows]
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             fast = _text_column(kind, column)
             if fast is not None:
@@ -198,6 +219,11 @@ def _number(value: Any) -> float | None:
     return None
 
 
+# reprlib stops at a few levels: a value nested a thousand deep is shown, not recursed into.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 40, 40
+
+
 def _show(value: Any) -> str:
-    text = repr(value) if not isinstance(value, bool) else str(value).lower()
+    text = _SHORT.repr(value) if not isinstance(value, bool) else str(value).lower()
     return text if len(text) <= 40 else text[:37] + "..."

@@ -66,7 +66,7 @@ def fingerprint(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _csv_options(column_types: dict[str, pa.DataType] | None, block_size: int | None = None):
+def _csv_options(column_types: dict[str, pa.DataType] | None, block_size: int | None = None) -> tuple[pacsv.ReadOptions, pacsv.ConvertOptions]:
     read = pacsv.ReadOptions(block_size=block_size) if block_size else pacsv.ReadOptions()
     convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=True)
     return read, convert

@@ -66,8 +66,8 @@ def feature_names(table: pa.Table, spec: TrainSpec) -> list[str]:
 def encode_target(schema: FeatureSchema, column: pa.ChunkedArray) -> np.ndarray:
     if schema.task == CLASSIFICATION:
         codes = pc.index_in(column, value_set=pa.array(schema.classes, column.type))
-        return codes.to_numpy(zero_copy_only=False).astype(np.float64)
-    return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def score(schema: FeatureSchema, truth: np.ndarray, raw: np.ndarray) -> dict[str, float]:

@@ -28,7 +28,7 @@ def class_columns(out: np.ndarray, n_classes: int) -> np.ndarray:
 
 class LightGBMEstimator:
     kind = "lightgbm"
-    libraries = ("lightgbm",)
+    libraries: tuple[str, ...] = ("lightgbm",)
 
     def __init__(self, booster: Any, n_classes: int):
         self.booster = booster
@@ -42,7 +42,7 @@ class LightGBMEstimator:
         return [LIGHTGBM_FILE]
 
     def importances(self) -> np.ndarray:
-        return self.booster.feature_importance(importance_type="gain")
+        return np.asarray(self.booster.feature_importance(importance_type="gain"), dtype=np.float64)
 
     @classmethod
     def load(cls, folder: Path, schema: FeatureSchema) -> LightGBMEstimator:

@@ -56,7 +56,7 @@ def available_cpus() -> int:
 
 class NativeLightGBMEstimator:
     kind = "lightgbm"
-    libraries = ("lightgbm",)
+    libraries: tuple[str, ...] = ("lightgbm",)
 
     def __init__(self, model: Any, n_classes: int):
         self.model = model

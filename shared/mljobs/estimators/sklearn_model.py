@@ -23,7 +23,7 @@ TRUSTED_TYPES = frozenset({"numpy.dtype"})
 
 class SklearnEstimator:
     kind = "sklearn"
-    libraries = ("scikit-learn", "skops")
+    libraries: tuple[str, ...] = ("scikit-learn", "skops")
 
     def __init__(self, model: Any, classifier: bool):
         self.model = model
@@ -31,7 +31,7 @@ class SklearnEstimator:
 
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
         if self.classifier:
-            return self.model.predict_proba(matrix)
+            return np.asarray(self.model.predict_proba(matrix), dtype=np.float64)
         return np.asarray(self.model.predict(matrix), dtype=np.float64)
 
     def save(self, folder: Path) -> list[str]:
@@ -45,7 +45,7 @@ class SklearnEstimator:
         if hasattr(final, "feature_importances_"):
             return np.asarray(final.feature_importances_, dtype=np.float64)
         if hasattr(final, "coef_"):
-            return np.abs(np.atleast_2d(final.coef_)).sum(axis=0)
+            return np.asarray(np.abs(np.atleast_2d(final.coef_)).sum(axis=0), dtype=np.float64)
         return None
 
     @classmethod

@@ -1,7 +1,8 @@
 """The Flask app factory: `gunicorn 'mljobs.serve.app:create_app()'`.
 
-Routes are thin adapters: protocols.py turns bodies into records, the featurizer and model do
-the rest, and errors.py gives every failure one JSON shape.
+Flask lives here only: each route of the table (routes.py) becomes a view that hands a plain
+HttpRequest to its protocol's handler and turns the Reply, or the ApiError, into a response in
+that protocol's shape. The handlers call one scoring service (service.py).
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ import logging
 import math
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
-from .. import __version__
-from ..errors import InvalidRecordsError
 from ..predictor import Predictor
 from ..store import ModelRef, ModelStore
-from . import openapi, protocols
 from .errors import ApiError
-from .holder import Health, ModelHolder
+from .holder import ModelHolder
+from .http import HttpRequest, Reply
 from .metrics import ServerMetrics
+from .protocols.v2 import V2
+from .routes import ROUTES
+from .routing import MLJOBS, Protocol, Route
+from .service import ScoringService
 
 log = logging.getLogger("mljobs.serve")
 
@@ -32,12 +35,9 @@ DEFAULTS = {
     "MODELS_DIR": "/models",
     "MODEL": "demo",
     "POLL_SECONDS": "2",
+    "STALE_SECONDS": "",  # not ready when the alias has not been followed for this long (default: max(30, 10 polls))
     "MAX_BODY_BYTES": str(8 * 1024 * 1024),
 }
-
-
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(_finite(payload), allow_nan=False), status=status, mimetype="application/json", headers=headers)
 
 
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -49,165 +49,52 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app = Flask("mljobs.serve")
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
     metrics = ServerMetrics()
-    ref = ModelRef.parse(settings["MODEL"])
-    holder = ModelHolder(ModelStore(settings["MODELS_DIR"]), ref, metrics, float(settings["POLL_SECONDS"]))
+    stale = float(settings["STALE_SECONDS"]) if settings["STALE_SECONDS"] else None
+    holder = ModelHolder(ModelStore(settings["MODELS_DIR"]), ModelRef.parse(settings["MODEL"]), metrics,
+                         float(settings["POLL_SECONDS"]), stale)
     holder.refresh()
     holder.start_following()
     gc.freeze()  # the model is loaded: keep its objects out of later collections (p99 spikes)
     app.extensions["mljobs.holder"] = holder
+    service = ScoringService(holder, metrics)
 
-    def ready() -> Predictor:
-        predictor = holder.predictor
-        if predictor is None:
-            raise ApiError(503, "model_unavailable", holder.last_error or "the model is still loading")
-        return predictor
+    def respond(reply: Reply) -> Response:
+        headers = {**answered_by(reply.predictor or holder.predictor), **reply.headers}
+        if reply.media_type == "application/json":
+            return Response(json.dumps(_finite(reply.payload), allow_nan=False), reply.status, headers, mimetype=reply.media_type)
+        return Response(reply.payload, reply.status, headers, content_type=reply.media_type)
 
-    def score(predictor: Predictor, records: list[Any]) -> Any:
-        """One request, one model version: the caller took `predictor` once, before parsing."""
-        try:
-            matrix = predictor.featurizer.transform_records(records)
-        except InvalidRecordsError as exc:
-            raise ApiError.invalid_records(exc) from None
-        raw = predictor.predict_raw(matrix, threads=1)  # one thread per worker: OpenMP and fork do not mix
-        metrics.predictions.inc(len(records))
-        return raw
+    def error_reply(exc: ApiError, protocol: Protocol) -> Response:
+        return respond(Reply(protocol.error_body(exc), exc.status))
 
-    def answered_by(predictor: Predictor) -> dict[str, str]:
-        return {"X-Model-Name": predictor.name, "X-Model-Version": predictor.version}
+    def view(route: Route) -> Callable[..., Response]:
+        def handle(**params: str) -> Response:
+            try:
+                return respond(route.handler(service, http_request(app, params)))
+            except ApiError as exc:
+                return error_reply(exc, route.protocol)
 
-    def body() -> bytes:
-        limit = app.config["MAX_CONTENT_LENGTH"]
-        if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
-            return request.get_data(cache=False)  # Werkzeug answers 413 to a Content-Length over the limit
-        # A chunked body: Werkzeug would cut it at the limit without a word, so read one byte past.
-        stream, parts, size = request.environ["wsgi.input"], [], 0
-        while size <= limit:
-            part = stream.read(limit + 1 - size)
-            if not part:
-                return b"".join(parts)
-            parts.append(part)
-            size += len(part)
-        raise ApiError(413, "request_entity_too_large", f"the body is over the {limit}-byte limit")
+        return handle
 
-    # --- health and description ------------------------------------------------------------
+    for route in ROUTES:
+        app.add_url_rule(route.path, route.endpoint, view(route), methods=[route.method])
+    protocols = {route.endpoint: route.protocol for route in ROUTES}
 
-    @app.get("/v2/health/live")
-    def live() -> Response:
-        return json_response({"live": True})
-
-    @app.get("/ping")
-    @app.get("/health")
-    @app.get("/v2/health/ready")
-    def ready_probe() -> Response:
-        if holder.health is Health.READY:
-            return json_response({"ready": True, "status": "ready"})
-        return json_response({"ready": False, "status": holder.health.value, "reason": holder.last_error}, 503)
-
-    @app.get("/version")
-    def version() -> Response:
-        predictor = holder.predictor
-        return json_response({"mljobs": __version__, "model": {"name": ref.name, "version": predictor.version if predictor else None}})
-
-    @app.get("/metadata")
-    def metadata() -> Response:
-        predictor = ready()
-        return json_response({
-            "model": {"name": predictor.name, "version": predictor.version},
-            "schema": json.loads(predictor.schema.to_json()),
-            "metrics": predictor.metadata.get("metrics", {}),
-        }, headers=answered_by(predictor))
-
-    @app.get("/openapi.json")
-    def openapi_document() -> Response:
-        predictor = holder.predictor
-        return json_response(openapi.document(ref.name, predictor.schema if predictor else None))
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        data, content_type = metrics.exposition()
-        return Response(data, content_type=content_type)
-
-    # --- scoring ----------------------------------------------------------------------------
-
-    @app.post("/predict")
-    def predict() -> Response:
-        predictor = ready()
-        raw = score(predictor, protocols.native_request(body(), request.mimetype, predictor.schema))
-        return json_response({"model": {"name": predictor.name, "version": predictor.version},
-                              "predictions": predictor.output_records(raw)}, headers=answered_by(predictor))
-
-    @app.post("/invocations")
-    def invocations() -> Response:
-        """MLflow's scoring protocol, which SageMaker's /invocations also speaks."""
-        predictor = ready()
-        raw = score(predictor, protocols.mlflow_request(body(), request.mimetype, predictor.schema))
-        values = predictor.labels(raw) if predictor.is_classifier else raw.tolist()
-        if request.accept_mimetypes.best == protocols.CSV:
-            return Response(protocols.csv_reply(values), mimetype=protocols.CSV, headers=answered_by(predictor))
-        return json_response(protocols.mlflow_reply(values), headers=answered_by(predictor))
-
-    # --- Open Inference Protocol (KServe v2) --------------------------------------------------
-
-    def v2_model(name: str) -> Predictor:
-        if name != ref.name:
-            raise ApiError(404, "not_found", f"model '{name}' is not served here (this server serves '{ref.name}')")
-        return ready()
-
-    def v2_outputs(predictor: Predictor) -> list[tuple[str, str]]:
-        if not predictor.is_classifier:
-            return [("prediction", "FP64")]
-        label = "BYTES" if isinstance(predictor.schema.classes[0], str) else "INT64"
-        return [("prediction", label)] + [(f"proba_{c}", "FP64") for c in predictor.schema.classes]
-
-    @app.get("/v2")
-    def v2_server() -> Response:
-        return json_response({"name": "mljobs", "version": __version__, "extensions": []})
-
-    @app.get("/v2/models/<name>")
-    @app.get("/v2/models/<name>/versions/<version>")
-    def v2_metadata(name: str, version: str | None = None) -> Response:
-        predictor = v2_model(name)
-        return json_response(protocols.v2_metadata(name, predictor.version, predictor.schema, v2_outputs(predictor)))
-
-    @app.get("/v2/models/<name>/ready")
-    def v2_ready(name: str) -> Response:
-        if name != ref.name or holder.predictor is None:
-            return json_response({"name": name, "ready": False}, 503 if name == ref.name else 404)
-        return json_response({"name": name, "ready": True})
-
-    @app.post("/v2/models/<name>/infer")
-    @app.post("/v2/models/<name>/versions/<version>/infer")
-    def v2_infer(name: str, version: str | None = None) -> Response:
-        predictor = v2_model(name)
-        binary = "Inference-Header-Content-Length" in request.headers
-        records, request_id = protocols.v2_request(body(), request.mimetype, binary)
-        raw = score(predictor, records)
-        columns = predictor.output_columns(raw, proba=True)
-        reply = {
-            "model_name": name, "model_version": predictor.version,
-            "outputs": [protocols.v2_tensor(n, c.to_pylist()) for n, c in columns.items()],
-        }
-        if request_id:
-            reply["id"] = request_id
-        return json_response(reply, headers=answered_by(predictor))
-
-    # --- errors and accounting -----------------------------------------------------------------
-
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Response:
-        if request.path.startswith("/v2/"):  # the v2 protocol's own error shape
-            return json_response({"error": exc.message, "details": exc.body()["error"]}, exc.status)
-        return json_response(exc.body(), exc.status)
+    def protocol_of_request() -> Protocol:
+        if request.url_rule is not None and request.url_rule.endpoint in protocols:
+            return protocols[request.url_rule.endpoint]
+        return V2 if request.path.startswith("/v2/") else MLJOBS  # no route matched: the path's family
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return api_error(ApiError(exc.code or 500, code, exc.description or exc.name))
+        message = exc.description if not isinstance(exc, NotFound) else f"no route {request.method} {request.path}"
+        return error_reply(ApiError(exc.code or 500, code, message or exc.name), protocol_of_request())
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")  # the trace goes to the log, never to the client
-        return api_error(ApiError(500, "internal_error", "the server failed to answer; see its log"))
+        return error_reply(ApiError(500, "internal_error", "the server failed to answer; see its log"), protocol_of_request())
 
     @app.before_request
     def start_timer() -> None:
@@ -223,6 +110,33 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     return app
 
 
+def answered_by(predictor: Predictor | None) -> dict[str, str]:
+    return {"X-Model-Name": predictor.name, "X-Model-Version": predictor.version} if predictor else {}
+
+
+def http_request(app: Flask, params: Mapping[str, str]) -> HttpRequest:
+    """Flask's request as the plain data the protocol handlers take."""
+    return HttpRequest(
+        content_type=request.mimetype, headers={k.lower(): v for k, v in request.headers.items()}, params=dict(params),
+        read_body=lambda: read_body(app.config["MAX_CONTENT_LENGTH"]),
+        best_accept=lambda offered: request.accept_mimetypes.best_match(offered, default=offered[0]),
+    )
+
+
+def read_body(limit: int) -> bytes:
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)  # Werkzeug answers 413 to a Content-Length over the limit
+    # A chunked body: Werkzeug would cut it at the limit without a word, so read one byte past.
+    stream, parts, size = request.environ["wsgi.input"], list[bytes](), 0
+    while size <= limit:
+        part = stream.read(limit + 1 - size)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        size += len(part)
+    raise ApiError(413, "request_entity_too_large", f"the body is over the {limit}-byte limit")
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN or Infinity: send null instead."""
     if isinstance(value, float):
@@ -232,5 +146,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-

@@ -3,7 +3,8 @@
 A background thread re-resolves the alias every few seconds; a new version is loaded and verified
 off the request path and swapped in with one reference assignment, so requests see either the
 old model or the new one, never a mix. A version that fails to load is refused and the old one
-keeps serving.
+keeps serving. Whatever a round of following meets, the thread survives it and counts it; a
+follower that has not finished a round for longer than `stale_after` makes the worker not ready.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
+from dataclasses import dataclass
 
 from ..errors import MljobsError
 from ..predictor import Predictor, load_predictor
@@ -21,25 +24,56 @@ log = logging.getLogger("mljobs.serve")
 
 
 class Health(enum.Enum):
-    STARTING = "starting"
-    READY = "ready"
-    NO_MODEL = "no_model"
+    STARTING = "starting"  # no round of following has finished yet
+    READY = "ready"  # a verified model is loaded and its alias is being followed
+    NO_MODEL = "no_model"  # no version could be loaded: missing, refused or unreadable
+    NOT_FOLLOWING = "not_following"  # the follower has stalled past its bound: the model may be stale
+
+
+@dataclass(frozen=True)
+class Readiness:
+    state: Health
+    reason: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state is Health.READY
 
 
 class ModelHolder:
-    def __init__(self, store: ModelStore, ref: ModelRef, metrics: ServerMetrics, poll_seconds: float = 2.0):
+    def __init__(self, store: ModelStore, ref: ModelRef, metrics: ServerMetrics, poll_seconds: float = 2.0,
+                 stale_after: float | None = None):
         self.store, self.ref, self.metrics, self.poll_seconds = store, ref, metrics, poll_seconds
+        # Ten missed rounds, and never under 30 s: a busy machine may delay a round or two.
+        self.stale_after = stale_after if stale_after is not None else max(30.0, 10 * poll_seconds)
         self.predictor: Predictor | None = None
-        self.health = Health.STARTING
         self.last_error: str | None = None
         self.refused: set[str] = set()
+        self._rounds = 0
+        self._last_round = time.monotonic()
+        self._following = False
         self._stop = threading.Event()
 
+    # --- one round of following ----------------------------------------------------------------
+
     def refresh(self) -> None:
-        """Load the version the reference points to now, if it is not the one being served."""
+        """Load the version the reference points to now, if it is not the one being served.
+        Never raises: every failure is recorded, counted and logged."""
+        try:
+            self._refresh()
+        except Exception as exc:  # the follower must outlive anything a store can throw at it
+            log.exception("following %s failed", self.ref)
+            self._note_failure(f"following {self.ref.name} failed: {type(exc).__name__}: {exc}")
+            self.metrics.follow_errors.inc()
+        finally:
+            self._rounds += 1
+            self._last_round = time.monotonic()
+
+    def _refresh(self) -> None:
         try:
             version = self.store.resolve(self.ref)
         except MljobsError as exc:
+            self.metrics.follow_errors.inc()
             self._note_failure(str(exc))
             return
         current = self.predictor
@@ -47,26 +81,41 @@ class ModelHolder:
             return
         try:
             predictor = load_predictor(self.store, ModelRef(self.ref.name, version=version))
-        except MljobsError as exc:
+        except Exception as exc:  # a refused version, or a file that cannot be read or parsed
             self.refused.add(version)
             self.metrics.load_failures.labels(version).inc()
-            self._note_failure(f"version {version} refused: {exc}")
+            reason = str(exc) if isinstance(exc, MljobsError) else f"{type(exc).__name__}: {exc}"
+            self._note_failure(f"version {version} refused: {reason}")
             return
-        self.predictor, self.health, self.last_error = predictor, Health.READY, None
+        self.predictor, self.last_error = predictor, None
         self.metrics.serving(predictor.name, predictor.version, current.version if current else None)
         log.info("serving %s:%s", predictor.name, predictor.version)
 
     def _note_failure(self, reason: str) -> None:
         self.last_error = reason
-        if self.predictor is None:
-            self.health = Health.NO_MODEL
         log.warning("%s (%s)", reason, "still serving " + self.predictor.version if self.predictor else "no model loaded")
+
+    # --- state --------------------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        """The one answer every probe gives (ping, health, v2 ready, the model's ready route)."""
+        if self.predictor is None:
+            return Readiness(Health.NO_MODEL if self._rounds else Health.STARTING, self.last_error or "the model is still loading")
+        stalled = time.monotonic() - self._last_round
+        if self._following and stalled > self.stale_after:
+            return Readiness(Health.NOT_FOLLOWING, f"has not checked {self.ref.name}'s alias for {stalled:.0f} s "
+                                                   f"(bound {self.stale_after:.0f} s): the model may be out of date")
+        return Readiness(Health.READY)
+
+    # --- the follower thread ------------------------------------------------------------------
 
     def start_following(self) -> None:
         def loop() -> None:
             while not self._stop.wait(self.poll_seconds):
                 self.refresh()
 
+        self._following = True
+        self._last_round = time.monotonic()
         threading.Thread(target=loop, name="model-follower", daemon=True).start()
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ class ServerMetrics:
         self.predictions = Counter("mljobs_predictions", "Records scored", registry=r)
         self.model = Gauge("mljobs_model_info", "1 for the model version being served", ["name", "version"],
                            multiprocess_mode="liveall", registry=r)
+        self.follow_errors = Counter("mljobs_model_follow_errors", "Rounds of following the alias that failed", registry=r)
         self.load_failures = Counter("mljobs_model_load_failures", "Model versions refused or failed to load", ["version"], registry=r)
 
     def serving(self, name: str, version: str, previous: str | None) -> None:
@@ -32,6 +33,6 @@ class ServerMetrics:
     def exposition(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,31 +1,36 @@
-"""The OpenAPI document of the scoring API (native, MLflow/SageMaker, Open Inference), with the
-record schema taken from the served model."""
+"""The OpenAPI document, generated from the route table (every route, with its protocol's error
+shape), with the record schema taken from the served model."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Iterable
 
 from ..schema import BOOLEAN, CATEGORICAL, FeatureSchema
+from .routing import Route
 
-ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {
+ERROR_DETAILS: dict[str, Any] = {
         "type": "object",
         "required": ["code", "message"],
         "properties": {
             "code": {"type": "string"},
             "message": {"type": "string"},
-            "fields": {"type": "array", "items": {
+            "fields": {"type": "array", "maxItems": 100, "items": {
                 "type": "object", "required": ["field", "reason"],
                 "properties": {"field": {"type": "string"}, "reason": {"type": "string"}, "row": {"type": "integer"}},
             }},
+            "field_count": {"type": "integer", "description": "how many fields were bad in all (only the first 100 are listed)"},
         },
-    }},
 }
-
-
-V2_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "the served model's name"}
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": ERROR_DETAILS}}
+BODY_ERRORS = {"400": "malformed body", "413": "body too large"}
+PREDICTIONS = {"type": "object", "required": ["model", "predictions"], "properties": {
+    "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
+    "predictions": {"type": "array", "items": {"type": "object", "required": ["prediction"], "properties": {
+        "prediction": {},
+        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+    }}},
+}}
 
 
 def feature_schema(kind: str, categories: tuple[str, ...]) -> dict[str, Any]:
@@ -36,96 +41,49 @@ def feature_schema(kind: str, categories: tuple[str, ...]) -> dict[str, Any]:
     return {"type": "number", "nullable": True}
 
 
-def error_responses(shape: str, particular: dict[str, str]) -> dict[str, Any]:
-    """The error statuses of a route, each answered in the `shape` schema (ours, or the v2 one)."""
-    texts = {"400": "malformed body", "413": "body too large", **particular, "503": "no verified model loaded yet"}
-    return {code: {"description": text, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape}"}}}}
-            for code, text in sorted(texts.items())}
+def openapi_path(path: str) -> tuple[str, list[str]]:
+    """Flask's /v2/models/<name> as OpenAPI's /v2/models/{name}, with the parameter names."""
+    names = re.findall(r"<(?:\w+:)?(\w+)>", path)
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", path), names
 
 
-def document(name: str, schema: FeatureSchema | None) -> dict[str, Any]:
+def operation(route: Route) -> dict[str, Any]:
+    _, names = openapi_path(route.path)
+    errors = {**(BODY_ERRORS if route.request else {}), **route.errors}
+    shape = {"$ref": f"#/components/schemas/{route.protocol.error_schema}"}
+    op: dict[str, Any] = {
+        "summary": route.summary,
+        "operationId": re.sub(r"\W+", "_", route.endpoint).strip("_"),
+        "responses": {**route.replies, **{code: {"description": text, "content": {"application/json": {"schema": shape}}}
+                                          for code, text in sorted(errors.items())}},
+    }
+    if names:
+        op["parameters"] = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    if route.request:
+        op["requestBody"] = {"required": True, "content": {t: {"schema": s} for t, s in route.request.items()}}
+    return op
+
+
+def document(routes: Iterable[Route], name: str, schema: FeatureSchema | None, components: dict[str, Any]) -> dict[str, Any]:
     features = schema.features if schema else ()
     record = {
         "type": "object",
         "required": [f.name for f in features],
         "properties": {f.name: feature_schema(f.kind, f.categories) for f in features},
     }
-    errors = error_responses("Error", {"415": "not JSON or CSV, or not UTF-8",
-                                       "422": "records that do not fit the model; every bad field named"})
-    v2_errors = error_responses("V2Error", {"404": "not the model served here", "415": "not JSON",
-                                            "422": "tensors that do not fit the model; every bad field named"})
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        path, _ = openapi_path(route.path)
+        paths.setdefault(path, {})[route.method.lower()] = operation(route)
     return {
         "openapi": "3.0.3",
         "info": {"title": f"mljobs scoring API: {name}", "version": "1"},
-        "paths": {
-            "/predict": {"post": {
-                "summary": "Score one record or a list of records",
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"oneOf": [
-                        {"$ref": "#/components/schemas/Record"},
-                        {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Record"}},
-                    ]}},
-                    "text/csv": {"schema": {"type": "string"}},
-                }},
-                "responses": {"200": {"description": "one prediction per record", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Predictions"}}}}, **errors},
-            }},
-            "/invocations": {"post": {
-                "summary": "MLflow's scoring protocol (also SageMaker's): predictions only, labels for classifiers",
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/MlflowRequest"}},
-                    "text/csv": {"schema": {"type": "string"}},
-                }},
-                "responses": {"200": {"description": "one prediction per record", "content": {
-                    "application/json": {"schema": {"type": "object", "required": ["predictions"], "properties": {
-                        "predictions": {"type": "array"}}}},
-                    "text/csv": {"schema": {"type": "string"}},
-                }}, **errors},
-            }},
-            "/v2/models/{name}": {"get": {
-                "summary": "Open Inference Protocol (KServe v2): the model's inputs and outputs",
-                "parameters": [V2_NAME],
-                "responses": {"200": {"description": "model metadata", "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"]}}}},
-                    **v2_errors},
-            }},
-            "/v2/models/{name}/infer": {"post": {
-                "summary": "Open Inference Protocol (KServe v2): one input tensor per feature, JSON tensors",
-                "parameters": [V2_NAME],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V2Request"}}}},
-                "responses": {"200": {"description": "a prediction tensor, and one probability tensor per class", "content": {
-                    "application/json": {"schema": {"type": "object", "required": ["model_name", "outputs"], "properties": {
-                        "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
-                        "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}}}}}}},
-                    **v2_errors},
-            }},
-            "/v2/health/live": {"get": {"summary": "The process is up", "responses": {"200": {"description": "live"}}}},
-            "/v2/health/ready": {"get": {"summary": "A verified model is loaded", "responses": {
-                "200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-        },
+        "paths": paths,
         "components": {"schemas": {
             "Record": record,
-            "Predictions": {"type": "object", "required": ["model", "predictions"], "properties": {
-                "model": {"type": "object", "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
-                "predictions": {"type": "array", "items": {"type": "object", "required": ["prediction"], "properties": {
-                    "prediction": {},
-                    "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-                }}},
-            }},
+            "Predictions": PREDICTIONS,
             "Error": ERROR,
-            "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "details": ERROR["properties"]["error"]}},
-            "MlflowRequest": {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": {
-                "dataframe_split": {"type": "object", "required": ["columns", "data"], "properties": {
-                    "columns": {"type": "array", "items": {"type": "string"}}, "data": {"type": "array", "items": {"type": "array"}}}},
-                "dataframe_records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
-                "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
-                "inputs": {"type": "object", "description": "columns: feature name -> list of values"},
-            }},
-            "V2Tensor": {"type": "object", "required": ["name", "datatype", "shape", "data"], "properties": {
-                "name": {"type": "string"}, "datatype": {"type": "string", "enum": ["BOOL", "INT64", "FP64", "BYTES"]},
-                "shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array"}}},
-            "V2Request": {"type": "object", "required": ["inputs"], "properties": {
-                "id": {"type": "string"},
-                "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/V2Tensor"}}}},
+            "V2Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "details": ERROR_DETAILS}},
+            **components,
         }},
     }

@@ -60,7 +60,7 @@ def _spark_type(predictor: Predictor, proba: bool) -> str:
 
 def prediction_udf(spark: Any, models_dir: str | Path, ref: ModelRef | str, proba: bool = False) -> Any:
     """A pandas UDF over struct(*) of the row: predictions, or class probabilities."""
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.functions import pandas_udf  # type: ignore[attr-defined]
 
     shipped, local = ship(spark, models_dir, ref)
     name, version = local.name, local.version

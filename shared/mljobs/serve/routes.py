@@ -1,0 +1,25 @@
+"""The route table: every protocol's routes, plus the OpenAPI document generated from them."""
+
+from __future__ import annotations
+
+from .http import HttpRequest, Reply
+from .openapi import document
+from .protocols import mlflow, native, operations, v2
+from .routing import MLJOBS, Route
+from .service import ScoringService
+
+COMPONENTS = {**mlflow.COMPONENTS, **v2.COMPONENTS}
+
+
+def openapi_document(service: ScoringService, request: HttpRequest) -> Reply:
+    predictor = service.holder.predictor
+    return Reply(document(ROUTES, service.ref.name, predictor.schema if predictor else None, COMPONENTS))
+
+
+ROUTES: list[Route] = [
+    *native.ROUTES,
+    *mlflow.ROUTES,
+    *v2.ROUTES,
+    *operations.ROUTES,
+    Route("/openapi.json", "GET", openapi_document, MLJOBS, "This document", replies={"200": {"description": "OpenAPI 3.0"}}),
+]
