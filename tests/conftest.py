@@ -8,6 +8,8 @@ import pytest
 
 from mljobs.jobs import train
 
+pytest_plugins = ["tests.hermetic"]
+
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -1,6 +1,6 @@
 """Static checks: every Dockerfile passes hadolint (ignored rules are justified in
 .hadolint.yaml), ends as a non-root user and starts its process in exec form; the Python code
-has no lint mistakes; bandit finds nothing in the package and pip-audit nothing in the lock."""
+has no lint mistakes and type-checks strictly; bandit finds nothing in the package and pip-audit nothing in the lock."""
 
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def test_python_code_has_no_lint_mistakes():
     result = subprocess.run([ruff, "check", "--no-cache", "shared", "tests", "bench", "examples", "images"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_package_type_checks_strictly():
+    """mypy --strict over the package (its settings live in pyproject.toml)."""
+    result = subprocess.run([sys.executable, "-m", "mypy", "shared/mljobs"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:]
 
 
 def test_bandit_finds_no_security_issue():
