@@ -136,11 +136,12 @@ def main() -> None:
                 compose_env = {**os.environ, "COMPOSE_PROJECT_NAME": f"mljobs-bench-{secrets.token_hex(3)}",
                                "MLJOBS_PORT": str(free_port()), "MLJOBS_LB_PORT": str(free_port()), "MLJOBS_WORKERS": "1",
                                "MLJOBS_MODEL": "bench", "MLJOBS_DATA_DIR": str(work / "data")}
-                compose_env["MLJOBS_PORT_LAST"] = str(int(compose_env["MLJOBS_PORT"]) + 1)
                 (work / "data" / "input").mkdir(parents=True)
                 (work / "data" / "output").mkdir()
                 (work / "data" / "input" / "train.parquet").write_bytes((work / "train.parquet").read_bytes())
-                compose = ["docker", "compose", "--project-directory", str(REPO), "--profile", "jobs"]
+                # The fleet's override file: replicas unpublished, reached through nginx only.
+                compose = ["docker", "compose", "--project-directory", str(REPO), "-f", str(REPO / "compose.yaml"),
+                           "-f", str(REPO / "compose.fleet.yaml"), "--profile", "jobs"]
                 subprocess.run([*compose, "run", "--rm", "-T", "train", "--input", "/data/input/train.parquet", "--target", "label",
                                 "--model", "bench", "--params", '{"num_leaves": 63}'], env=compose_env, check=True, capture_output=True)
                 subprocess.run([*compose, "up", "-d", "--scale", "serve=2", "serve", "lb"], env=compose_env, check=True, capture_output=True)

@@ -16,24 +16,32 @@ when a task runs, with these defaults:
   mljobs_data_dir     /srv/mljobs/data        host folder with input/ and output/ inside
 
 Schedules, resources and names are read when the file is parsed, from the environment:
-MLJOBS_RETRAIN_SCHEDULE (@weekly), MLJOBS_SCORE_SCHEDULE (@daily), MLJOBS_CPUS (2),
-MLJOBS_MEMORY (4g), MLJOBS_UID and MLJOBS_GID (10001: who scoring runs as, so who owns
-data_dir/output), COMPOSE_PROJECT_NAME (mljobs: volumes mljobs_models and mljobs_runs, shared
-with docker compose and the mljobs launcher), MLJOBS_TAG (latest).
+MLJOBS_RETRAIN_SCHEDULE (@weekly), MLJOBS_SCORE_SCHEDULE (@daily), COMPOSE_PROJECT_NAME (mljobs:
+volumes mljobs_models and mljobs_runs, shared with docker compose and the mljobs launcher),
+MLJOBS_TAG (latest), and the container contract's variables, the same as compose's
+(mljobs.contract: MLJOBS_CPUS, MLJOBS_JOB_MEMORY, MLJOBS_PREDICT_MEMORY, MLJOBS_PIDS, MLJOBS_UID and
+MLJOBS_GID for who scoring runs as, so who owns data_dir/output). With a signing key in the
+scheduler's environment (MLJOBS_SIGNING_KEY_FILE or MLJOBS_SIGNING_KEY), every training it runs
+publishes a signed version, and every task checks signatures.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pendulum
 from airflow import DAG
 from airflow.providers.docker.operators.docker import DockerOperator
 from docker.types import Mount
 
+# The one container contract (pip install mljobs in the scheduler's environment: the launcher's
+# light package, standard library only for this module and the signing key's reader).
+from mljobs.contract import ROLES, SIGNING_KEY, STARTED_BY, image, limits, lockdown
+from mljobs.signing import signing_key
+
 PROJECT = os.environ.get("COMPOSE_PROJECT_NAME", "mljobs")
 TAG = os.environ.get("MLJOBS_TAG", "latest")
-SCORING_USER = f"{os.environ.get('MLJOBS_UID', '10001')}:{os.environ.get('MLJOBS_GID', '10001')}"
 
 
 def var(name: str, default: str) -> str:
@@ -41,31 +49,53 @@ def var(name: str, default: str) -> str:
     return "{{ var.value.get('mljobs_%s', '%s') }}" % (name, default)
 
 
-def job(task_id: str, image: str, command: str, models_writable: bool, data: bool, entrypoint: list[str] | None = None) -> DockerOperator:
-    mounts = [
-        Mount("/models", f"{PROJECT}_models", type="volume", read_only=not models_writable),
-        Mount("/runs", f"{PROJECT}_runs", type="volume"),
-    ]
-    if data:
-        mounts += [
-            Mount("/data/input", var("data_dir", "/srv/mljobs/data") + "/input", type="bind", read_only=True),
-            Mount("/data/output", var("data_dir", "/srv/mljobs/data") + "/output", type="bind"),
-        ]
-    return DockerOperator(
+class _ContractHostConfig:
+    """The operator's Docker client, with the contract's lock-down and hard limits added to every
+    container it creates: DockerOperator has no arguments for them (its `cpus` is only a share)."""
+
+    def __init__(self, client: Any, extras: dict[str, Any]):
+        self._client, self._extras = client, extras
+
+    def create_host_config(self, **kwargs: Any) -> Any:
+        return self._client.create_host_config(**{**kwargs, **self._extras})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class ContractDockerOperator(DockerOperator):
+    def __init__(self, *, host_extras: dict[str, Any], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.host_extras = host_extras
+
+    @property
+    def cli(self) -> Any:
+        return _ContractHostConfig(super().cli, self.host_extras)
+
+
+def job(task_id: str, role_name: str, command: str) -> DockerOperator:
+    """A task running one role's container exactly as the contract defines it."""
+    role = ROLES[role_name]
+    data_dir = var("data_dir", "/srv/mljobs/data")
+    mounts = [Mount(m.target, f"{PROJECT}_{m.source}" if m.is_volume else f"{data_dir}/{m.source}",
+                    type="volume" if m.is_volume else "bind", read_only=m.read_only) for m in role.mounts]
+    key = signing_key()  # the scheduler's key (MLJOBS_SIGNING_KEY_FILE or MLJOBS_SIGNING_KEY), so its runs sign
+    return ContractDockerOperator(
         task_id=task_id,
-        image=f"mljobs-{image}:{TAG}",
-        entrypoint=entrypoint,
+        image=image(role, TAG),
+        entrypoint=list(role.entrypoint) if role.entrypoint else None,
         command=command,
         mounts=mounts,
         # The run record on the volume names this Airflow run, so `mljobs runs` and Airflow agree.
-        environment={"MLJOBS_STARTED_BY": "airflow:{{ dag.dag_id }}:{{ run_id }}"},
-        user=SCORING_USER if image == "predict" else "10001:10001",
-        cpus=float(os.environ.get("MLJOBS_CPUS", "2")),
-        mem_limit=os.environ.get("MLJOBS_MEMORY", "4g"),
-        network_mode="none",  # the jobs need no network
+        environment={**{s.variable: s.value() for s in role.environment if s is not SIGNING_KEY},
+                     STARTED_BY.variable: "airflow:{{ dag.dag_id }}:{{ run_id }}"},
+        private_environment={SIGNING_KEY.variable: key.decode()} if key else {},  # never rendered in the UI
+        user=role.user(),
+        network_mode=None if role.network else "none",
+        host_extras={**limits(role), **lockdown()},
         mount_tmp_dir=False,
         auto_remove="force",  # removed after its exit code and logs are collected
-        labels={"org.mljobs.managed": "true", "org.mljobs.project": PROJECT},
+        labels={"org.mljobs.managed": "true", "org.mljobs.project": PROJECT, "org.mljobs.role": role.name},
     )
 
 
@@ -81,13 +111,10 @@ def scheduled(dag_id: str, schedule_variable: str, default_schedule: str) -> DAG
 
 
 with scheduled("mljobs_retrain", "MLJOBS_RETRAIN_SCHEDULE", "@weekly"):
-    train = job("train", "train", f"{input_flags('train')} --target {var('target', 'churned')} --model {var('model', 'demo')}",
-                models_writable=True, data=True)
+    train = job("train", "train", f"{input_flags('train')} --target {var('target', 'churned')} --model {var('model', 'demo')}")
     gate = "{{ '--no-gate' if var.value.get('mljobs_gate', 'on') == 'off' else '' }}"
-    promote = job("promote", "train", f"--models-dir /models promote-if-better {var('model', 'demo')} --alias {var('alias', 'production')} {gate}",
-                  models_writable=True, data=False, entrypoint=["python", "-m", "mljobs.jobs.models"])
+    promote = job("promote", "models", f"--models-dir /models promote-if-better {var('model', 'demo')} --alias {var('alias', 'production')} {gate}")
     train >> promote
 
 with scheduled("mljobs_score", "MLJOBS_SCORE_SCHEDULE", "@daily"):
-    job("score", "predict", f"--model {var('model', 'demo')}@{var('alias', 'production')} {input_flags('score')} --allow-empty",
-        models_writable=False, data=True)
+    job("score", "predict", f"--model {var('model', 'demo')}@{var('alias', 'production')} {input_flags('score')} --allow-empty")

@@ -3,8 +3,12 @@ boolean columns, missing values, a binary target), so every job runs with no dat
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 MODEL = "demo"
 TARGET = "churned"
@@ -13,7 +17,7 @@ PLANS = ("basic", "standard", "premium")
 REGIONS = ("north", "south", "east", "west")
 
 
-def _customers(rows: int, seed: int) -> tuple[dict, np.ndarray]:
+def _customers(rows: int, seed: int) -> tuple[dict[str, pa.Array], np.ndarray]:
     rng = np.random.default_rng(seed)
     age = rng.integers(18, 80, rows).astype(float)
     tenure = rng.integers(0, 72, rows)
@@ -48,3 +52,14 @@ def scoring_table(rows: int = 1000, seed: int = 8) -> pa.Table:
     """New customers to score: the same columns, no target."""
     columns, _ = _customers(rows, seed)
     return pa.table(columns)
+
+
+def scoring_csv() -> bytes:
+    """scoring_table() as CSV: the bytes of the repo's data/input/new.csv, which the README's tour reads."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(scoring_table(), sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+if __name__ == "__main__":  # python -m mljobs.demo data/input/new.csv: (re)write that file
+    Path(sys.argv[1]).write_bytes(scoring_csv())

@@ -44,9 +44,19 @@ def earlier_run(root: Path, model: str, key: str) -> dict[str, Any] | None:
     return None
 
 
-def check_writable(root: Path) -> None:
+def ensure_output_root(root: Path) -> None:
+    """Create the output root (with its missing parents) if needed, then check this job can write it."""
     if not root.is_dir():
-        raise UsageError(f"output folder {root} does not exist")
+        if root.exists():
+            raise UsageError(f"output {root} is a file, not a folder")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror.lower() if exc.strerror else str(exc)
+            raise UsageError(
+                f"cannot create output folder {root}: {reason} (this job runs as uid {os.getuid()}); "
+                f"create it first, or choose a folder under one the job can write"
+            ) from None
     if not os.access(root, os.W_OK | os.X_OK):
         st = root.stat()
         raise UsageError(

@@ -116,13 +116,18 @@ class ModelStore:
         return self.set_alias(name, alias, version)
 
     def rollback(self, name: str, alias: str) -> str:
-        """Point `alias` back at the version it pointed to before its last move; returns it."""
+        """Point `alias` back at the version it pointed to before its last move, after verifying
+        its files as promote does; returns it. A refused version leaves the alias where it was."""
         history = self.alias_history(name, alias)
         if not history:
             raise ModelError(f"alias '{name}@{alias}' has no earlier version to roll back to")
-        atomic_write_text(self.model_dir(name) / ALIASES / alias, history[-1] + "\n")
+        previous = history[-1]
+        if previous not in self.versions(name):
+            raise ModelError(f"cannot roll back {name}@{alias}: model '{name}' has no version {previous} any more")
+        self.verified_dir(name, previous)
+        atomic_write_text(self.model_dir(name) / ALIASES / alias, previous + "\n")
         self._write_history(name, alias, history[:-1])
-        return history[-1]
+        return previous
 
     def alias_history(self, name: str, alias: str) -> list[str]:
         path = self.model_dir(name) / ALIASES / f".history-{alias}"

@@ -25,46 +25,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free ports on 127.0.0.1."""
-    for _ in range(50):
-        first = free_port()
-        try:
-            sockets = []
-            for port in range(first, first + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 class Compose:
-    """`docker compose` for one isolated project, as a user would type it."""
+    """`docker compose` for one isolated project, as a user would type it.
 
-    REPLICA_PORTS = 6
+    A single `serve` answers on `url()` (MLJOBS_PORT); after `start_fleet()` the project runs with
+    compose.fleet.yaml too, its replicas publish no port and are reached through the load balancer
+    (`url(..., lb=True)`) or one by one at their container address (`replica_url`)."""
+
+    FLEET_FILES = ("compose.yaml", "compose.fleet.yaml")
 
     def __init__(self, project: str, data_dir: Path):
         self.project, self.data_dir = project, data_dir
-        self.port = free_port_range(self.REPLICA_PORTS)
+        self.port = free_port()
         self.lb_port = free_port()
+        self.files: tuple[str, ...] = ("compose.yaml",)
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": project,
             "MLJOBS_DATA_DIR": str(data_dir),
             "MLJOBS_PORT": str(self.port),
-            "MLJOBS_PORT_LAST": str(self.port + self.REPLICA_PORTS - 1),
             "MLJOBS_LB_PORT": str(self.lb_port),
         }
 
+    @property
+    def is_fleet(self) -> bool:
+        return self.files == self.FLEET_FILES
+
     def __call__(self, *args: str, timeout: float = 600, text: bool = True) -> subprocess.CompletedProcess:
+        files = [arg for name in self.files for arg in ("-f", str(REPO / name))]
         return subprocess.run(
-            ["docker", "compose", "--project-directory", str(REPO), "--profile", "jobs", *args],
+            ["docker", "compose", "--project-directory", str(REPO), *files, "--profile", "jobs", *args],
             env=self.env, capture_output=True, text=text, timeout=timeout, stdin=subprocess.DEVNULL,
         )
 
@@ -72,21 +62,35 @@ class Compose:
         return self("run", "--rm", "-T", service, *args)
 
     def url(self, path: str, lb: bool = False) -> str:
+        """The single server's URL (MLJOBS_PORT), or the load balancer's (MLJOBS_LB_PORT)."""
+        if not lb and self.is_fleet:
+            raise AssertionError("a fleet's replicas publish no port: use url(path, lb=True) or replica_url()")
         return f"http://127.0.0.1:{self.lb_port if lb else self.port}{path}"
+
+    def replica_url(self, path: str = "", container: str | None = None) -> str:
+        """One replica (the first running one unless named), at its address on the project's network."""
+        container = container or self.containers("serve")[0]
+        address = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()[0]
+        return f"http://{address}:8080{path}"
 
     def containers(self, service: str) -> list[str]:
         return self("ps", "-q", service).stdout.split()
 
-    def wait_ready(self, path: str = "/v2/health/ready", deadline_s: float = 60, lb: bool = False) -> None:
+    def wait_ready(self, path: str = "/v2/health/ready", deadline_s: float = 60, lb: bool = False,
+                   url: str | None = None) -> None:
+        url = url or self.url(path, lb)
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
             try:
-                if requests.get(self.url(path, lb), timeout=2).status_code == 200:
+                if requests.get(url, timeout=2).status_code == 200:
                     return
             except requests.RequestException:  # not up yet, or too busy to answer in time
                 pass
             time.sleep(0.3)
-        raise AssertionError(f"{path} not ready after {deadline_s} s:\n{self('logs').stdout[-3000:]}")
+        raise AssertionError(f"{url} not ready after {deadline_s} s:\n{self('logs').stdout[-3000:]}")
 
     def copy_store(self, model: str, into: Path) -> Path:
         """A copy of `model`'s folder from the models volume on the host, as a store root."""
@@ -100,9 +104,11 @@ class Compose:
         """demo trained and promoted to production, `replicas` serve replicas behind nginx, ready."""
         trained = self.run("train", "--promote", "production")
         assert trained.returncode == 0, trained.stderr[-3000:]
+        self.files = self.FLEET_FILES  # from here on, every command of this project, as a user would
         up = self("up", "-d", "--scale", f"serve={replicas}", "serve", "lb")
         assert up.returncode == 0, up.stderr[-3000:]
-        self.wait_ready()
+        for container in self.containers("serve"):
+            self.wait_ready(url=self.replica_url("/v2/health/ready", container))
         self.wait_ready(lb=True)
         return self
 

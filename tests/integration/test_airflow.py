@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -40,10 +41,12 @@ def airflow(compose, tmp_path_factory):
         "AIRFLOW_VAR_MLJOBS_MODEL": "nightly",
         "AIRFLOW_VAR_MLJOBS_TRAIN_INPUT": "nightly/train.csv",
         "AIRFLOW_VAR_MLJOBS_SCORE_INPUT": "nightly/new/*.csv",
+        # The DAG imports the contract from the mljobs package, as a scheduler with `pip install mljobs` would.
+        "PYTHONPATH": str(REPO / "shared"),
     }
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(airflow_bin), *args], env=env, capture_output=True, text=True, timeout=600)
+    def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(airflow_bin), *args], env={**env, **(extra or {})}, capture_output=True, text=True, timeout=600)
 
     assert run("db", "migrate").returncode == 0
     return run
@@ -101,3 +104,17 @@ def test_a_bad_input_fails_the_score_task_with_the_jobs_reason(compose, airflow)
     failed = airflow("dags", "test", "mljobs_score", "2026-02-02")
     assert failed.returncode != 0
     assert "predict failed: column 'tenure_months': column missing from the input" in failed.stdout + failed.stderr
+
+
+def test_with_a_signing_key_the_retrain_dag_publishes_a_signed_version(compose, airflow, monkeypatch):
+    data = compose.data_dir / "input" / "nightly"
+    data.mkdir(parents=True, exist_ok=True)
+    pacsv.write_csv(demo.training_table(rows=2000).drop_columns(["customer_id"]), data / "train.csv")
+    key = secrets.token_hex(32)
+    ran = airflow("dags", "test", "mljobs_retrain", "2026-03-01", extra={"MLJOBS_SIGNING_KEY": key, "AIRFLOW_VAR_MLJOBS_MODEL": "signed"})
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    monkeypatch.setitem(compose.env, "MLJOBS_SIGNING_KEY", key)
+    shown = compose.run("models", "show", "signed@production", "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["signature_checked"] is True, shown.stderr[-2000:]
+    monkeypatch.setitem(compose.env, "MLJOBS_SIGNING_KEY", secrets.token_hex(32))  # another deployment's key
+    assert compose.run("models", "show", "signed@production", "--json").returncode == 4

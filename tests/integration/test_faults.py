@@ -66,14 +66,21 @@ def test_a_gunicorn_worker_killed_mid_request_loses_no_request(fleet):
     body = {"dataframe_records": SLOW_BODY}
     with Load(fleet.url("/invocations", lb=True), threads=4, body=body, timeout=30) as load:
         time.sleep(2)
-        for i in range(4):
-            container = replicas[i % len(replicas)]
+        # One replica takes the kills: a request cut off there is retried on the other, which a
+        # kill of its own within that request's lifetime (a double fault) would also cut off.
+        container = replicas[0]
+        for _ in range(4):
             docker("exec", container, "python", "-c", f"import os, signal; os.kill({workers(container)[0]}, signal.SIGKILL)")
             time.sleep(2)
+        answered_by_last_kill = load.sent
+        deadline = time.monotonic() + 30
+        while load.sent == answered_by_last_kill and time.monotonic() < deadline:  # the fleet answers again
+            time.sleep(0.2)
     interrupted = cut_off(fleet) - interrupted_before
     record(f"gunicorn worker SIGKILLed mid-request x4 ({interrupted} cut off, retried by nginx)", load.sent, "requests", "failed", load.failures())
     upstream_errors = [line for line in lb_log(fleet).splitlines() if "upstream" in line][-8:]
-    assert load.sent > 20 and load.failures() == 0, (load.statuses, load.errors[:5], upstream_errors)
+    # Properties, not throughput: nothing failed, and requests were answered after the last kill.
+    assert load.failures() == 0 and load.sent > answered_by_last_kill, (load.statuses, load.errors[:5], upstream_errors)
     assert interrupted >= 1  # the kills did land in the middle of requests
 
 
@@ -97,10 +104,10 @@ def test_docker_stop_lets_the_requests_in_flight_finish(fleet):
     """Straight to one replica (no other traffic, so each of its two workers has accepted one
     slow request): `docker stop` must let both finish."""
     victim = running_replicas(fleet)[0]
-    port = docker("port", victim, "8080").stdout.split()[0].rsplit(":", 1)[1]
+    url = fleet.replica_url("/predict", victim)
     try:
         with ThreadPoolExecutor(2) as pool:
-            in_flight = [pool.submit(post_slow, f"http://127.0.0.1:{port}/predict") for _ in range(2)]
+            in_flight = [pool.submit(post_slow, url) for _ in range(2)]
             time.sleep(0.3)
             docker("stop", "--time", "15", victim)
             answers = [f.result() for f in in_flight]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import socket
 import subprocess
 import time
 
@@ -13,6 +16,7 @@ import pytest
 from mljobs import demo
 from mljobs.launcher import cli
 from tests.datasets import multiclass_table
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -121,6 +125,26 @@ def test_serve_fleet_up_scale_status_down(compose, launcher):
     assert launcher("serve", "scale", "3")[0] == 0
     code, status, _ = launcher("serve", "status", "--json")
     assert sorted(r["role"] for r in json.loads(status)) == ["lb", "serve", "serve", "serve"]
+
+    moved = free_port()  # asking for another port moves the running balancer there
+    code, _, err = launcher("serve", "up", "--replicas", "3", "--port", str(moved))
+    assert code == 0 and f"http://127.0.0.1:{moved} " in err, err
+    reply = requests.post(f"http://127.0.0.1:{moved}/predict", json=demo.scoring_table(rows=1).to_pylist()[0], timeout=10)
+    assert reply.status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/ping", timeout=5)
+
+    with socket.socket() as holder:  # a port some other program holds: one line, exit 2, the fleet stays
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        code, _, err = launcher("serve", "up", "--replicas", "3", "--port", str(taken))
+    assert code == 2 and err.startswith(f"error: port {taken} on 127.0.0.1 is already in use"), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert requests.get(f"http://127.0.0.1:{moved}/ping", timeout=10).status_code == 200
+    code, status, _ = launcher("serve", "status", "--json")
+    assert [r["published"] for r in json.loads(status) if r["role"] == "lb"] == [f"127.0.0.1:{moved}"]
+
     assert launcher("serve", "down")[0] == 0
     assert labelled("container", compose.project) == [] and labelled("network", compose.project) == []
 
@@ -137,6 +161,49 @@ def test_sql_through_the_launcher_with_host_files_as_tables(compose, launcher, h
     assert code == 0, err
     [result] = out.glob("job=sql/date=*/run=*/result.parquet")
     assert pq.read_table(result).num_rows == 40
+
+
+def test_two_tables_and_the_output_in_one_folder(compose, launcher, host_dir):
+    if "demo" not in [m["name"] for m in json.loads(launcher("models", "list", "--json")[1])]:
+        assert compose.run("train").returncode == 0
+    rows = demo.scoring_table(rows=30)
+    pq.write_table(rows.select(["customer_id", "age", "tenure_months", "monthly_charges"]), host_dir / "a.parquet")
+    pacsv.write_csv(rows.drop_columns(["age", "tenure_months", "monthly_charges"]), host_dir / "b.csv")
+    host_dir.chmod(0o777)  # the output goes beside the inputs, written by the job's uid
+    query = "SELECT customer_id, predict_demo(t) AS churn FROM (SELECT * FROM a JOIN b USING (customer_id)) t"
+    code, _, err = launcher("sql", "--table", f"a={host_dir / 'a.parquet'}", "--table", f"b={host_dir / 'b.csv'}",
+                            "--output", str(host_dir), query)
+    assert code == 0, err
+    [result] = host_dir.glob("job=sql/date=*/run=*/result.parquet")
+    assert pq.read_table(result).num_rows == 30
+    assert sorted(p.name for p in host_dir.iterdir()) == ["a.parquet", "b.csv", "job=sql"]
+
+
+def test_a_docker_context_reaches_the_engine(compose, launcher, tmp_path, monkeypatch):
+    """A context as `docker context create` writes it, pointing at this engine through another path."""
+    config = tmp_path / "docker-config"
+    meta = config / "contexts" / "meta" / hashlib.sha256(b"mljobs-test").hexdigest()
+    meta.mkdir(parents=True)
+    (config / "config.json").write_text('{"currentContext": "mljobs-test"}')
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        pytest.skip("the engine is not on a local socket")
+    engine_socket = tmp_path / "engine.sock"
+    engine_socket.symlink_to(host[len("unix://"):])
+    (meta / "meta.json").write_text(json.dumps({"Name": "mljobs-test", "Metadata": {}, "Endpoints": {
+        "docker": {"Host": f"unix://{engine_socket}", "SkipTLSVerify": False}}}))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    code, listing, err = launcher("models", "list", "--json")
+    assert code == 0, err
+    assert isinstance(json.loads(listing), list)
+    code, records, err = launcher("runs", "--json", "--last", "1000")
+    assert code == 0, err
+    assert any(r["job"] == "models" and r["status"] == "succeeded" and r["started_by"] == "mljobs" for r in json.loads(records))
+    engine_socket.unlink()
+    code, _, err = launcher("runs")
+    assert code == 1 and f"unix://{engine_socket} (docker context 'mljobs-test')" in err
 
 
 def test_a_killed_job_shows_as_lost_not_running_forever(compose, launcher):

@@ -27,7 +27,7 @@ def fleet(compose):
 
 
 def test_every_protocol_answers_over_real_http(fleet):
-    for base in (fleet.url(""), fleet.url("", lb=True)):
+    for base in (fleet.replica_url(), fleet.url("", lb=True)):
         native = requests.post(base + "/predict", json=ROWS, timeout=10)
         assert native.status_code == 200 and len(native.json()["predictions"]) == len(ROWS)
         labels = [p["prediction"] for p in native.json()["predictions"]]
@@ -61,7 +61,7 @@ def test_open_inference_protocol_with_its_own_client(fleet):
         inputs.append(tensor)
     outputs = [triton.InferRequestedOutput(o["name"], binary_data=False) for o in metadata["outputs"]]
     result = client.infer("demo", inputs, outputs=outputs)
-    native = requests.post(fleet.url("/predict"), json=[{k: (None if v is None else v) for k, v in r.items()} for r in ROWS], timeout=10)
+    native = requests.post(fleet.replica_url("/predict"), json=[{k: (None if v is None else v) for k, v in r.items()} for r in ROWS], timeout=10)
     assert [p.decode() if isinstance(p, bytes) else p for p in result.as_numpy("prediction")] == [p["prediction"] for p in native.json()["predictions"]]
 
 
@@ -77,11 +77,35 @@ def test_bad_input_is_always_a_4xx_in_the_documented_shape(fleet):
         assert {"code", "message"} <= set(error) and "Traceback" not in reply.text, name
 
 
+def worker_events(fleet) -> int:
+    """gunicorn's log lines for workers started or killed (an OOM kill shows as both)."""
+    logs = fleet("logs", "serve").stdout + fleet("logs", "serve").stderr
+    return logs.count("Booting worker") + logs.count("was sent SIGKILL")
+
+
+def test_huge_bad_requests_get_a_small_4xx_and_kill_no_worker(fleet):
+    before = worker_events(fleet)
+    rows = 900_000  # 7 MiB of v2 tensors for one feature; the model's six others are missing
+    v2 = json.dumps({"inputs": [{"name": "age", "shape": [rows], "datatype": "FP64", "data": [12.125] * rows}]}).encode()
+    assert len(v2) > 7_000_000
+    bad_rows = json.dumps([{**GOOD, "age": "old"}] * 20_000).encode()  # 3.6 MB, every row wrong
+    replies = [requests.post(fleet.url(path, lb=True), data=body, timeout=60, headers={"Content-Type": "application/json"})
+               for path, body in (("/v2/models/demo/infer", v2), ("/predict", bad_rows))]
+    record("huge bad requests (7 MiB v2, 3.6 MB records), through nginx", 2, "requests", "5xx",
+           sum(r.status_code >= 500 for r in replies))
+    assert [r.status_code for r in replies] == [422, 422]
+    assert all(len(r.content) < 20_000 for r in replies), [len(r.content) for r in replies]
+    assert replies[1].json()["error"]["field_count"] == 20_000 and len(replies[1].json()["error"]["fields"]) == 100
+    assert requests.post(fleet.url("/predict", lb=True), json=GOOD, timeout=10).status_code == 200
+    time.sleep(1)  # a killed worker is reported within a moment
+    assert worker_events(fleet) == before
+
+
 def test_oversized_bodies_get_413_with_or_without_content_length(fleet):
     big = b"[" + b",".join([b'{"age": 1}'] * 1_000_000) + b"]"  # about 11 MB, over the 8 MB limit
-    sized = requests.post(fleet.url("/predict"), data=big, headers={"Content-Type": "application/json"}, timeout=30)
+    sized = requests.post(fleet.replica_url("/predict"), data=big, headers={"Content-Type": "application/json"}, timeout=30)
     assert sized.status_code == 413 and sized.json()["error"]["code"] == "request_entity_too_large"
-    chunked = requests.post(fleet.url("/predict"), data=(big[i:i + 65536] for i in range(0, len(big), 65536)),
+    chunked = requests.post(fleet.replica_url("/predict"), data=(big[i:i + 65536] for i in range(0, len(big), 65536)),
                             headers={"Content-Type": "application/json"}, timeout=30)
     assert chunked.status_code == 413
 
@@ -111,7 +135,7 @@ def test_a_corrupt_version_is_refused_while_the_old_one_keeps_serving(fleet):
     with Load(fleet.url("/predict", lb=True)) as load:
         time.sleep(6)
     assert load.failures() == 0 and {v for _, v in load.versions} == {serving}
-    metrics = requests.get(fleet.url("/metrics"), timeout=5).text
+    metrics = requests.get(fleet.replica_url("/metrics"), timeout=5).text
     assert f'mljobs_model_load_failures_total{{version="{newest}"}}' in metrics
     logs = fleet("logs", "serve").stdout
     assert f"version {newest} refused" in logs and "does not match its MANIFEST" in logs

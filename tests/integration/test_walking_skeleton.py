@@ -88,3 +88,13 @@ def test_served_prediction_equals_the_batch_prediction(compose, trained, new_row
     assert every.status_code == 200
     assert [p["probabilities"]["yes"] for p in every.json()["predictions"]] == [r["proba_yes"] for r in batch]
     assert one.json()["model"] == {"name": "demo", "version": "1"}
+
+
+def test_a_restarted_server_answers_on_the_same_port(compose, trained):
+    """MLJOBS_PORT alone sets the port, and it stays there: Docker does not pick another on restart."""
+    for _ in range(3):
+        assert compose("stop", "serve").returncode == 0
+        up = compose("up", "-d", "serve")
+        assert up.returncode == 0, up.stderr[-3000:]
+        compose.wait_ready()
+        assert compose("port", "serve", "8080").stdout.strip() == f"127.0.0.1:{compose.port}"

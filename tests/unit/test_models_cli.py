@@ -1,9 +1,20 @@
-"""`models list|show|promote|rollback` against a real store folder."""
+"""`models list|show|promote|rollback|runs` against a real store folder and run-record folder."""
 
 import json
 import shutil
 
+import pytest
+
 from mljobs.jobs import models, train
+from mljobs.runs import RunLog
+
+
+@pytest.fixture(autouse=True)
+def own_runs_dir(tmp_path, monkeypatch):
+    """Run records go to this test's folder unless a test names another (never to /runs)."""
+    monkeypatch.setenv("MLJOBS_RUNS_DIR", str(tmp_path / "own-runs"))
+    monkeypatch.delenv("MLJOBS_MODELS_DIR", raising=False)
+    return tmp_path / "own-runs"
 
 
 def test_promote_then_rollback_moves_the_alias_back(tmp_path, capsys):
@@ -20,6 +31,47 @@ def test_promote_then_rollback_moves_the_alias_back(tmp_path, capsys):
     ]
     assert models.main(["--models-dir", root, "rollback", "demo"]) == 4
     assert "no earlier version" in capsys.readouterr().err
+
+
+def test_store_commands_leave_a_run_record(demo_store, tmp_path, capsys):
+    root = tmp_path / "models"
+    shutil.copytree(demo_store / "models", root)
+    runs = tmp_path / "runs"
+    assert models.main(["--models-dir", str(root), "--runs-dir", str(runs), "promote", "demo", "1"]) == 0
+    assert capsys.readouterr().out == "demo@production -> 1\n"  # stdout holds the answer only
+    [record] = RunLog(runs).records()
+    assert record["job"] == "models" and record["status"] == "succeeded" and record["exit_code"] == 0
+    assert record["model"] == {"name": "demo", "version": "1"} and record["output"] == "demo@production -> 1"
+
+
+def test_an_io_error_is_one_line_with_a_failed_record(demo_store, tmp_path, capsys):
+    root = tmp_path / "models"
+    shutil.copytree(demo_store / "models", root)
+    shutil.rmtree(root / "demo" / "aliases")
+    (root / "demo" / "aliases").write_text("a file where the alias folder should be")
+    runs = tmp_path / "runs"
+    assert models.main(["--models-dir", str(root), "--runs-dir", str(runs), "promote", "demo", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("models failed: input/output error")
+    [record] = RunLog(runs).records()
+    assert record["job"] == "models" and record["status"] == "failed" and "input/output error" in record["reason"]
+
+
+def test_looking_at_the_store_leaves_no_run_record(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert train.main(["--models-dir", str(tmp_path / "models"), "--runs-dir", str(runs)]) == 0
+    assert models.main(["--models-dir", str(tmp_path / "models"), "--runs-dir", str(runs), "list"]) == 0
+    assert models.main(["--models-dir", str(tmp_path / "models"), "--runs-dir", str(runs), "show", "demo"]) == 0
+    capsys.readouterr()
+    assert models.main(["--runs-dir", str(runs), "runs"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["job"] for r in listed] == ["train"] and len(RunLog(runs).records()) == 1
+
+
+def test_runs_takes_no_ignored_json_flag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        models.main(["--runs-dir", str(tmp_path / "runs"), "runs", "--json"])
+    assert stopped.value.code == 2 and "unrecognized arguments: --json" in capsys.readouterr().err
 
 
 def test_show_verifies_and_reports_metrics(demo_store, capsys):

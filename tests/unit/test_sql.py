@@ -129,3 +129,9 @@ def test_spark_errors_name_the_problem(spark, demo_store, files):
     spark.read.parquet(str(files["new"])).select("age", "plan").createOrReplaceTempView("narrow")
     with pytest.raises(Exception, match="column 'tenure_months': column missing from the input"):
         spark.sql("SELECT predict_demo(struct(*)) FROM narrow").collect()
+
+
+def test_a_table_whose_file_is_missing_is_bad_input_named_by_its_table(demo_store, tmp_path, capsys):
+    code = run_sql(demo_store, tmp_path, "SELECT * FROM new", "--table", f"new={tmp_path / 'nope.csv'}")
+    err = capsys.readouterr().err
+    assert code == 3 and "--table new:" in err.strip().splitlines()[-1] and "Traceback" not in err

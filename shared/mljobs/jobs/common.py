@@ -48,8 +48,10 @@ def run_job(
     defaults: Mapping[str, Any],
     execute: Callable[[argparse.Namespace, RunRecord], None],
     argv: Sequence[str] | None = None,
+    recorded: Callable[[argparse.Namespace], bool] = lambda args: True,
 ) -> int:
-    """Parse settings, run `execute`, record the run; return the contract's exit code."""
+    """Parse settings, run `execute`, record the run (unless `recorded` says this one only
+    reads); return the contract's exit code."""
     args = parser.parse_args(argv)
     record = RunRecord(job)
     runs: RunLog | None = None
@@ -57,9 +59,10 @@ def run_job(
     try:
         config.resolve(args, {**COMMON_DEFAULTS, **defaults})
         logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-        runs = RunLog(args.runs_dir)
+        runs = RunLog(args.runs_dir) if recorded(args) else None
         try:
-            runs.write(record)
+            if runs is not None:
+                runs.write(record)
         except OSError as exc:
             runs = None
             raise UsageError(f"cannot write run records to {args.runs_dir}: {exc.strerror}") from None

@@ -8,17 +8,18 @@ import json
 import sys
 from typing import Any, Sequence
 
-from ..errors import MljobsError, UsageError
+from ..errors import UsageError
 from ..estimators.native_lightgbm import NATIVE_FILE
 from ..predictor import METADATA_FILE
-from ..runs import RunLog
+from ..runs import RunLog, RunRecord
 from ..store import LATEST, PRODUCTION, ModelRef, ModelStore, verify_manifest
+from .common import add_common_flags, run_job
 
 
 def parser() -> argparse.ArgumentParser:
+    # Answers go to stdout (the launcher parses them as JSON); logs and errors go to stderr.
     p = argparse.ArgumentParser(prog="models", description="Look at and move models in the store.")
-    p.add_argument("--models-dir", default="/models", help="the model store (default /models)")
-    p.add_argument("--runs-dir", default="/runs", help="the run records (default /runs)")
+    add_common_flags(p)
     sub = p.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="every model with its versions and aliases")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -34,8 +35,7 @@ def parser() -> argparse.ArgumentParser:
     gate.add_argument("--alias", default=PRODUCTION, help="default: production")
     gate.add_argument("--metric", help="default: roc_auc (else accuracy) for classifiers, rmse for regressors")
     gate.add_argument("--no-gate", action="store_true", help="promote the latest version whatever its metric")
-    runs = sub.add_parser("runs", help="every job run's record, oldest first (JSON)")
-    runs.add_argument("--json", action="store_true", help="accepted for symmetry: the output is always JSON")
+    sub.add_parser("runs", help="every job run's record, oldest first, as JSON")
     rollback = sub.add_parser("rollback", help="point an alias back at its previous version")
     rollback.add_argument("name")
     rollback.add_argument("--alias", default=PRODUCTION, help="default: production")
@@ -108,7 +108,7 @@ def print_table(rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-def execute(args: argparse.Namespace) -> None:
+def execute(args: argparse.Namespace, record: RunRecord) -> None:
     store = ModelStore(args.models_dir)
     if args.command == "list":
         models = model_summaries(store)
@@ -122,6 +122,7 @@ def execute(args: argparse.Namespace) -> None:
             ])
     elif args.command == "show":
         details = version_details(store, ModelRef.parse(args.ref))
+        record.model = {"name": details["name"], "version": details["version"]}
         if args.json:
             print(json.dumps(details, indent=2))
             return
@@ -131,27 +132,39 @@ def execute(args: argparse.Namespace) -> None:
             print(f"{key:<10}  {', '.join(value) if isinstance(value, list) else value}")
         for metric, value in details["metrics"].items():
             print(f"  {metric:<10}{value:.4f}")
-    elif args.command == "promote":
-        previous = store.promote(args.name, args.version, args.alias)
-        print(f"{args.name}@{args.alias} -> {args.version}" + (f" (was {previous})" if previous else ""))
-    elif args.command == "promote-if-better":
-        print(promote_if_better(store, args.name, args.alias, args.metric, not args.no_gate))
     elif args.command == "runs":
-        records = sorted(RunLog(args.runs_dir).records(), key=lambda r: (r.get("started") or "", r.get("finished") or ""))
-        print(json.dumps(records))
-    elif args.command == "rollback":
-        version = store.rollback(args.name, args.alias)
-        print(f"{args.name}@{args.alias} -> {version} (rolled back)")
+        records = RunLog(args.runs_dir).records()
+        print(json.dumps(sorted(records, key=lambda r: (r.get("started") or "", r.get("finished") or ""))))
+    else:
+        report(record, args.name, args.alias, store, move_alias(store, args))
+
+
+MOVES = ("promote", "promote-if-better", "rollback")
+
+
+def move_alias(store: ModelStore, args: argparse.Namespace) -> str:
+    """Promote, gate or roll back; returns the sentence that says what happened."""
+    if args.command == "promote":
+        previous = store.promote(args.name, args.version, args.alias)
+        return f"{args.name}@{args.alias} -> {args.version}" + (f" (was {previous})" if previous else "")
+    if args.command == "promote-if-better":
+        return promote_if_better(store, args.name, args.alias, args.metric, not args.no_gate)
+    version = store.rollback(args.name, args.alias)
+    return f"{args.name}@{args.alias} -> {version} (rolled back)"
+
+
+def report(record: RunRecord, name: str, alias: str, store: ModelStore, message: str) -> None:
+    """Print what happened, and put it and the version the alias now names in the run record."""
+    print(message)
+    record.output = message
+    version = store.aliases(name).get(alias)
+    if version is not None:
+        record.model = {"name": name, "version": version}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        execute(args)
-    except MljobsError as exc:
-        print(f"models {args.command} failed: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    # Only what changes the store is a run worth keeping; looking (list, show, runs) leaves no record.
+    return run_job("models", parser(), {}, execute, argv, recorded=lambda args: args.command in MOVES)
 
 
 if __name__ == "__main__":

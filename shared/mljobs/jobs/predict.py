@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from .. import demo
 from ..batch import BatchOptions, Source, run_key, score_source
 from ..errors import BadInputError, UsageError
-from ..outputs import FORMATS, check_writable, committed_folder, earlier_run, run_folder
+from ..outputs import FORMATS, committed_folder, earlier_run, ensure_output_root, run_folder
 from ..predictor import load_predictor
 from ..runs import RunRecord
 from ..store import ModelRef, ModelStore
@@ -63,7 +63,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     if options.chunk_rows < 1:
         raise UsageError("--chunk-rows must be at least 1")
     output_root = Path(args.output)
-    check_writable(output_root)
+    ensure_output_root(output_root)
     try:
         source = Source(tuple(resolve_inputs(args.input)) if args.input else ())
     except NoInputFiles:

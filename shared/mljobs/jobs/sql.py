@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BadInputError, InvalidRecordsError, MljobsError, ModelError, UsageError
-from ..outputs import FORMATS, TableWriter, check_writable, committed_folder, run_folder
+from ..outputs import FORMATS, TableWriter, committed_folder, ensure_output_root, run_folder
 from ..predictor import load_predictor
 from ..runs import RunRecord
 from ..store import ModelRef, ModelStore
@@ -49,7 +49,7 @@ def query_text(args: argparse.Namespace) -> str:
             return Path(args.file).read_text()
         except OSError as exc:
             raise UsageError(f"cannot read --file {args.file}: {exc.strerror}") from None
-    return args.query
+    return str(args.query)
 
 
 def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
@@ -80,8 +80,11 @@ def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
             raise UsageError(f"--table {spec}: use NAME=PATH")
         reader = "read_csv_auto" if path.lower().endswith(".csv") else "read_parquet"
         quoted_name, quoted_path = name.replace('"', '""'), path.replace("'", "''")
-        # The same user writes the query itself: quoting keeps names and paths literal, no more.
-        con.execute(f'CREATE VIEW "{quoted_name}" AS SELECT * FROM {reader}(\'{quoted_path}\')')  # nosec B608
+        try:
+            # The same user writes the query itself: quoting keeps names and paths literal, no more.
+            con.execute(f'CREATE VIEW "{quoted_name}" AS SELECT * FROM {reader}(\'{quoted_path}\')')  # nosec B608
+        except duckdb.Error as exc:  # a missing or unreadable file: the table's name, exit 3
+            raise BadInputError(f"--table {name}: {engine_error(exc)}") from None
     return con
 
 
@@ -109,13 +112,13 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     query = query_text(args)
     record.input = query if len(query) <= 500 else query[:497] + "..."
     output_root = Path(args.output)
-    check_writable(output_root)
+    ensure_output_root(output_root)
     con = connect(args, query, record)
     final = run_folder(output_root, "sql", record.run_id, partition="job")
     summary: dict[str, Any] = {"run_id": record.run_id, "query": query, "model": record.model}
     with committed_folder(final, summary) as staging:
         writer = TableWriter(staging / f"result.{args.format}", args.format)
-        preview = []
+        preview: list[dict[str, Any]] = []
         try:
             for batch in run_query(con, query):
                 writer.write(batch)

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from docker.errors import APIError, DockerException
+from requests.exceptions import RequestException
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from .engine import IMAGES, LauncherError, Project, connect
+from ..contract import ROLES
+from ..errors import MljobsError
+from .engine import IMAGES, LauncherError, Project, connect, docker_reason, port_taken
 from .jobs import TIMED_OUT, JobSpec, describe, map_paths, run_job
 from . import fleet
 
@@ -34,23 +38,25 @@ def parser() -> argparse.ArgumentParser:
                       ("predict", "score rows (flags as the predict job: --model, --input, --output, ...)"),
                       ("sql", 'run a query: mljobs sql --table new=new.parquet --output out "SELECT predict_demo(t) FROM new t"')):
         j = sub.add_parser(job, help=text, add_help=False)
-        j.add_argument("--cpus", type=float, default=float(os.environ.get("MLJOBS_CPUS", "2")), help="CPU limit (default 2)")
-        j.add_argument("--memory", default=os.environ.get("MLJOBS_MEMORY", "4g"), help="memory limit (default 4g)")
+        role = ROLES[job]
+        j.add_argument("--cpus", type=float, help=f"CPU limit (default {role.cpus.variable}, else {role.cpus.default})")
+        j.add_argument("--memory", help=f"memory limit (default {role.memory.variable}, else {role.memory.default})")
         j.add_argument("--timeout", type=float, help="kill the job after this many seconds")
 
     serve = sub.add_parser("serve", help="the HTTP serving fleet")
     serve_sub = serve.add_subparsers(dest="action", required=True)
     up = serve_sub.add_parser("up", help="start N replicas behind the load balancer")
     up.add_argument("--replicas", type=int, default=2)
-    up.add_argument("--model", default=os.environ.get("MLJOBS_MODEL", "demo"))
-    up.add_argument("--port", type=int, default=int(os.environ.get("MLJOBS_LB_PORT", "8000")), help="published on 127.0.0.1")
-    up.add_argument("--workers", type=int, default=2, help="gunicorn workers per replica")
+    up.add_argument("--model", help="the model to serve (default: the running fleet's, else MLJOBS_MODEL, else demo)")
+    up.add_argument("--port", type=int, help="published on 127.0.0.1 (default: where the fleet runs now, else "
+                                             "MLJOBS_LB_PORT or 8000; 0 lets Docker pick)")
+    up.add_argument("--workers", type=int, help="gunicorn workers per replica (default: the running fleet's, else MLJOBS_WORKERS, else 2)")
     serve_sub.add_parser("down", help="stop and remove the fleet")
     status = serve_sub.add_parser("status", help="the fleet's containers")
     status.add_argument("--json", action="store_true")
     scale = serve_sub.add_parser("scale", help="change the number of replicas")
     scale.add_argument("replicas", type=int)
-    scale.add_argument("--model", default=os.environ.get("MLJOBS_MODEL", "demo"))
+    scale.add_argument("--model", help="default: the running fleet's (new replicas copy its model and workers)")
 
     models = sub.add_parser("models", help="the model store: list, show, promote, rollback")
     models.add_argument("models_args", nargs=argparse.REMAINDER)
@@ -66,6 +72,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure is one line "error: ..." and an exit code: the contract's
+    (2 usage or configuration, e.g. a port in use; 3 bad input; 4 model) or 1."""
     args, rest = parser().parse_known_args(argv)
     if rest and args.command not in ("train", "predict", "sql"):
         parser().error(f"unrecognized arguments: {' '.join(rest)}")
@@ -74,15 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = connect()
         return COMMANDS[args.command](client, project, args, rest)
-    except LauncherError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return exc.exit_code
+    except MljobsError as exc:  # LauncherError, and e.g. a signing key that is too short
+        return error(str(exc), exc.exit_code)
+    except DockerException as exc:
+        return error(docker_reason(exc), 2 if isinstance(exc, APIError) and port_taken(exc) else 1)
+    except RequestException as exc:  # the connection to the engine broke mid-command
+        return error(f"lost the connection to the Docker engine: {exc}", 1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: the job's container was stopped and removed[/yellow]")
         return 130
     finally:
         if client is not None:
             client.close()
+
+
+def error(message: str, exit_code: int) -> int:
+    console.print(Text.assemble(("error:", "red"), " ", message.strip().replace("\n", " ")), highlight=False)
+    return exit_code
 
 
 def cmd_build(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
@@ -120,21 +136,19 @@ def run_one_shot(client: Any, project: Project, spec: JobSpec) -> int:
 
 def cmd_job(client: Any, project: Project, args: argparse.Namespace, rest: list[str]) -> int:
     job_args, mounts, user = map_paths(rest, args.command)
-    spec = JobSpec(args.command, job_args, mounts, models_writable=args.command == "train",
-                   user="10001:10001" if args.command == "train" else user,
-                   cpus=args.cpus, memory=args.memory, timeout=args.timeout,
-                   entrypoint=["python", "-m", "mljobs.jobs.sql"] if args.command == "sql" else None)
+    # Jobs that write host files run as their owner (you); the others as the image's user.
+    spec = JobSpec(args.command, job_args, mounts, user=user if ROLES[args.command].runs_as_host_user else None,
+                   cpus=args.cpus, memory=args.memory, timeout=args.timeout)
     return run_one_shot(client, project, spec)
 
 
-def query(client: Any, project: Project, args: list[str], writable: bool = False) -> str:
+def query(client: Any, project: Project, args: list[str]) -> str:
     """Run a store command (python -m mljobs.jobs.models) and return its standard output."""
-    lines: list[str] = []
-    spec = JobSpec("models", args, entrypoint=["python", "-m", "mljobs.jobs.models"], models_writable=writable)
-    result = run_job(client, project, spec, lines.append)
+    spec = JobSpec("models", args)
+    result = run_job(client, project, spec, lambda line: None)
     if result.exit_code != 0:
         raise LauncherError(result.reason or f"exit {result.exit_code}", result.exit_code)
-    return "\n".join(line for line in lines if line.strip())
+    return "\n".join(line for line in result.output.splitlines() if line.strip())
 
 
 def cmd_models(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
@@ -148,16 +162,15 @@ def cmd_models(client: Any, project: Project, args: argparse.Namespace, _: list[
             table.add_row(m["name"], ", ".join(m["versions"]), "  ".join(f"{a} → {v}" for a, v in m["aliases"].items()))
         out.print(table if models else "no models yet: mljobs train")
         return 0
-    writable = words[0] in ("promote", "rollback", "promote-if-better")
-    out.print(query(client, project, ["--models-dir", "/models", *words], writable=writable), markup=False, highlight=False)
+    out.print(query(client, project, ["--models-dir", "/models", *words]), markup=False, highlight=False)
     return 0
 
 
-def mark_lost(client: Any, records: list[dict]) -> list[dict]:
+def mark_lost(client: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A record still 'running' whose container is gone or stopped was killed before it could
     say so (SIGKILL, OOM, a lost machine): show it as lost. Jobs in containers record their
     container's id as host (Docker's default hostname: 12 hex digits); others are left alone."""
-    from docker.errors import APIError, NotFound
+    from docker.errors import NotFound
 
     for record in records:
         host = str(record.get("host", ""))
@@ -182,7 +195,7 @@ def cmd_runs(client: Any, project: Project, args: argparse.Namespace, _: list[st
         rows = r.get("rows") or {}
         model = r.get("model") or {}
         status = r.get("status_detail") or r.get("status", "?")
-        colour = {"succeeded": "green", "failed": "red", "lost": "red", "running": "yellow"}.get(r.get("status"), "white")
+        colour = {"succeeded": "green", "failed": "red", "lost": "red", "running": "yellow"}.get(str(r.get("status")), "white")
         table.add_row(r.get("started", "?"), r.get("job", "?"), f"[{colour}]{status}[/{colour}]",
                       f"{model.get('name', '')}:{model.get('version', '')}" if model else "",
                       "/".join(str(rows.get(k, "-")) for k in ("in", "out", "rejected")) if rows else "",
@@ -193,10 +206,11 @@ def cmd_runs(client: Any, project: Project, args: argparse.Namespace, _: list[st
 
 def cmd_serve(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
     if args.action == "up":
-        with console.status(f"starting {args.replicas} replica(s) of {args.model} behind the load balancer"):
-            fleet.up(client, project, args.replicas, args.model, args.port, args.workers)
+        with console.status(f"starting {args.replicas} replica(s) behind the load balancer"):
+            port = fleet.up(client, project, args.replicas, args.model, args.port, args.workers)
             fleet.wait_healthy(client, project)
-        console.print(f"[green]serving[/green] {args.model} on http://127.0.0.1:{args.port} ({args.replicas} replicas)")
+        model = fleet.fleet_settings(fleet.replicas(client, project), None, None)[0]
+        console.print(f"[green]serving[/green] {model} on http://127.0.0.1:{port} ({args.replicas} replicas)")
     elif args.action == "down":
         console.print(f"removed {fleet.down(client, project)} container(s)")
     elif args.action == "scale":
@@ -216,7 +230,7 @@ def cmd_serve(client: Any, project: Project, args: argparse.Namespace, _: list[s
 
 
 def cmd_logs(client: Any, project: Project, args: argparse.Namespace, _: list[str]) -> int:
-    containers = fleet.replicas(client, project) if args.role == "serve" else [c for c in [fleet.balancer(client, project)] if c]
+    containers = fleet.replicas(client, project) if args.role == "serve" else fleet.balancers(client, project)
     if not containers:
         raise LauncherError("no fleet running: mljobs serve up")
     for container in containers:

@@ -12,36 +12,52 @@ from pathlib import Path
 from typing import Any, Callable
 
 from docker.errors import APIError, NotFound
+from docker.types import Mount
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
-from .engine import LauncherError, Project, container_environment, ensure_volume, pids_limit, require_image
+from ..contract import IMAGE_USER, ROLES, STARTED_BY
+from . import swarm
+from .engine import LauncherError, Project, require_image, role_container
 
-JOB_USER = "10001:10001"
 EXIT_MEANINGS = {0: "done", 2: "bad usage or configuration", 3: "bad input data", 4: "model missing, refused or corrupt"}
 TIMED_OUT = 124
 PATH_FLAGS = {"--input": "/data/input", "--output": "/data/output", "--config": "/data/config", "--params": "/data/params",
               "--table": "/data/input", "--file": "/data/query"}
 
 
+@dataclass(frozen=True)
+class Bind:
+    """A host folder mounted into a job container."""
+
+    source: str
+    read_only: bool
+
+
+# Keyed by container path, so every path flag gets a mount of its own, even for one host folder.
+Mounts = dict[str, Bind]
+
+
 @dataclass
 class JobSpec:
+    """A job run: its role's container as the contract defines it, with these host folders and
+    the overrides the user asked for (None: the contract's setting)."""
+
     job: str  # train | predict | sql | models
     args: list[str]
-    mounts: dict[str, dict[str, str]] = field(default_factory=dict)  # host path -> docker-py volume spec
-    models_writable: bool = False
-    user: str = JOB_USER
-    cpus: float = 2.0
-    memory: str = "4g"
+    mounts: Mounts = field(default_factory=dict)
+    user: str | None = None
+    cpus: float | None = None
+    memory: str | None = None
     timeout: float | None = None
-    entrypoint: list[str] | None = None
 
 
 @dataclass
 class JobResult:
     exit_code: int
-    logs: str
+    logs: str  # standard error: the job's log and its last line's reason
     timed_out: bool = False
+    output: str = ""  # standard output: a store command's answer
 
     @property
     def reason(self) -> str:
@@ -49,10 +65,12 @@ class JobResult:
         return lines[-1] if lines else ""
 
 
-def map_paths(args: list[str], job: str) -> tuple[list[str], dict[str, dict[str, str]], str]:
+def map_paths(args: list[str], job: str) -> tuple[list[str], Mounts, str]:
     """Rewrite host paths in job flags to container paths; return the args, the mounts, and the
     user the job should run as (the host user when it writes host files, so it owns them)."""
-    out, mounts, user = [], {}, JOB_USER
+    out: list[str] = []
+    mounts: Mounts = {}
+    user = IMAGE_USER
     i = 0
     while i < len(args):
         arg = args[i]
@@ -65,9 +83,9 @@ def map_paths(args: list[str], job: str) -> tuple[list[str], dict[str, dict[str,
                 continue
             if flag == "--table":  # NAME=PATH: only the path is a host path
                 name, _, table_path = value.partition("=")
-                out += [flag, f"{name}={_mount(Path(table_path), PATH_FLAGS[flag], flag, mounts)}"]
+                out += [flag, f"{name}={_mount(Path(table_path), flag, mounts)}"]
                 continue
-            out += [flag, _mount(Path(value), PATH_FLAGS[flag], flag, mounts)]
+            out += [flag, _mount(Path(value), flag, mounts)]
             if flag == "--output" and os.getuid() != 0:
                 user = f"{os.getuid()}:{os.getgid()}"
             continue
@@ -76,7 +94,7 @@ def map_paths(args: list[str], job: str) -> tuple[list[str], dict[str, dict[str,
     return out, mounts, user
 
 
-def _mount(path: Path, target_root: str, flag: str, mounts: dict[str, dict[str, str]]) -> str:
+def _mount(path: Path, flag: str, mounts: Mounts) -> str:
     """Mount what a path names (a folder, or a file's or glob's folder) and return its path inside."""
     has_glob = any(ch in path.name for ch in "*?[")
     if flag == "--output":
@@ -90,27 +108,34 @@ def _mount(path: Path, target_root: str, flag: str, mounts: dict[str, dict[str, 
         raise LauncherError(f"{flag} {path}: no such file or folder", 3)
     if not folder.is_dir():
         raise LauncherError(f"{flag} {path}: folder {folder} does not exist", 3)
-    target = f"{target_root}/{len(mounts)}" if flag in ("--input", "--table") else target_root
-    mounts[str(folder)] = {"bind": target, "mode": "rw" if flag == "--output" else "ro"}
-    return f"{target}/{inside}" if inside else target
+    root = PATH_FLAGS[flag]
+    if flag in ("--input", "--table"):  # several inputs: one numbered mount each
+        root = f"{root}/{sum(target.startswith(root + '/') for target in mounts)}"
+    mounts[root] = Bind(str(folder), read_only=flag != "--output")
+    return f"{root}/{inside}" if inside else root
+
+
+def job_container(client: Any, project: Project, spec: JobSpec, started_by: str) -> dict[str, Any]:
+    """The job's create() arguments: its role's contract, its host folders, the user's overrides."""
+    role = ROLES[spec.job]
+    binds = [Mount(target, bind.source, type="bind", read_only=bind.read_only) for target, bind in spec.mounts.items()]
+    settings = role_container(client, project, role, {STARTED_BY.variable: started_by}, binds, spec.user)
+    if spec.cpus is not None:
+        settings["nano_cpus"] = int(spec.cpus * 1e9)
+    if spec.memory is not None:
+        settings["mem_limit"] = spec.memory
+    return settings
 
 
 def run_job(client: Any, project: Project, spec: JobSpec, on_log: Callable[[str], None], started_by: str = "mljobs") -> JobResult:
-    image = project.image({"models": "train", "sql": "predict"}.get(spec.job, spec.job))
-    require_image(client, image)
-    volumes = {
-        ensure_volume(client, project, "models"): {"bind": "/models", "mode": "rw" if spec.models_writable else "ro"},
-        ensure_volume(client, project, "runs"): {"bind": "/runs", "mode": "rw"},
-        **spec.mounts,
-    }
-    container = client.containers.create(
-        image, command=spec.args, entrypoint=spec.entrypoint, volumes=volumes, user=spec.user,
-        labels=project.labels(spec.job), environment=container_environment(MLJOBS_STARTED_BY=started_by),
-        # A tmpfs (bandit B108 does not apply).
-        nano_cpus=int(spec.cpus * 1e9), mem_limit=spec.memory, read_only=True, tmpfs={"/tmp": ""},  # nosec B108
-        network_disabled=True,  # Kaggle-style: a job needs no network
-        cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=pids_limit(),
-    )
+    if swarm.is_manager(client):  # a cluster: the job lands on any node, as a replicated-job service
+        binds = [Mount(target, bind.source, type="bind", read_only=bind.read_only) for target, bind in spec.mounts.items()]
+        service = swarm.service_spec(project, spec.job, spec.args, binds, spec.user, spec.cpus, spec.memory, started_by)
+        code, logs, output, timed_out = swarm.run_service_job(client, service, on_log, spec.timeout)
+        return JobResult(code, logs, timed_out, output)
+    settings = job_container(client, project, spec, started_by)
+    require_image(client, settings["image"])
+    container = client.containers.create(command=spec.args, **settings)
     try:
         container.start()
         streamer = threading.Thread(target=_stream, args=(container, on_log), daemon=True)
@@ -118,7 +143,8 @@ def run_job(client: Any, project: Project, spec: JobSpec, on_log: Callable[[str]
         exit_code, timed_out = _wait(container, spec.timeout)
         streamer.join(5)
         logs = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        return JobResult(exit_code, logs, timed_out)
+        output = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        return JobResult(exit_code, logs, timed_out, output)
     except KeyboardInterrupt:
         container.stop(timeout=10)  # SIGTERM first: the job cleans up its partial output
         raise

@@ -1,0 +1,131 @@
+"""The container contract, defined once: for each role (train, predict, sql, models, serve, lb)
+its image, entrypoint, user, mounts and their modes, environment, limits, network and lock-down.
+
+The launcher and the Airflow DAG build their containers from it; compose.yaml and the Swarm
+stack file (deploy/swarm/stack.yaml) are written by hand for people to read, and a unit test
+checks both against this module, so a drift fails CI. Every limit and setting is read from one
+variable whose name is the same for every runner (the README lists them). Standard library only:
+the launcher and Airflow import it without the jobs' stack.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+IMAGE_USER = "10001:10001"  # the user every image ends with
+DATA_DIR = "/data"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A value operators change through one variable, with its default."""
+
+    variable: str
+    default: str
+
+    def value(self, environ: Mapping[str, str] | None = None) -> str:
+        environ = os.environ if environ is None else environ
+        return environ.get(self.variable) or self.default
+
+    def compose(self) -> str:
+        """How compose.yaml and the stack file spell it: ${VARIABLE:-default}."""
+        return "${%s:-%s}" % (self.variable, self.default)
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # a volume (models, runs) or a host data folder (input, output)
+    target: str
+    read_only: bool
+
+    @property
+    def is_volume(self) -> bool:
+        return self.source in VOLUMES
+
+
+VOLUMES = ("models", "runs")
+MODELS_RW, MODELS_RO = Mount("models", "/models", False), Mount("models", "/models", True)
+RUNS = Mount("runs", "/runs", False)
+INPUT, OUTPUT = Mount("input", f"{DATA_DIR}/input", True), Mount("output", f"{DATA_DIR}/output", False)
+
+# The signing key: a variable for compose and the launcher, a file (a Docker secret) on Swarm.
+SIGNING_KEY = Setting("MLJOBS_SIGNING_KEY", "")
+SIGNING_KEY_FILE = "MLJOBS_SIGNING_KEY_FILE"
+STARTED_BY = Setting("MLJOBS_STARTED_BY", "compose")
+MODEL = Setting("MLJOBS_MODEL", "demo")
+WORKERS = Setting("MLJOBS_WORKERS", "2")
+HOST_UID, HOST_GID = Setting("MLJOBS_UID", "10001"), Setting("MLJOBS_GID", "10001")
+PIDS = Setting("MLJOBS_PIDS", "512")
+
+JOB_CPUS = Setting("MLJOBS_CPUS", "2")
+JOB_MEMORY = Setting("MLJOBS_JOB_MEMORY", "4g")
+
+# Lock-down of every container: read-only root with a tmpfs for scratch, no capabilities, no
+# privilege gain, bounded pids.
+READ_ONLY = True
+TMPFS = "/tmp"  # nosec B108: a tmpfs of the container's own
+CAP_DROP = ("ALL",)
+SECURITY_OPT = ("no-new-privileges:true",)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    image: str  # mljobs-<image>
+    mounts: tuple[Mount, ...]
+    memory: Setting
+    cpus: Setting
+    environment: tuple[Setting, ...]
+    entrypoint: tuple[str, ...] | None = None  # None: the image's own
+    runs_as_host_user: bool = False  # it writes host files, so it runs as their owner (MLJOBS_UID)
+    network: bool = False  # one-shot jobs need none (Kaggle-style scoring runs offline)
+    port: int | None = None  # the port it listens on inside the container
+
+    def user(self, environ: Mapping[str, str] | None = None) -> str:
+        if self.runs_as_host_user:
+            return f"{HOST_UID.value(environ)}:{HOST_GID.value(environ)}"
+        return IMAGE_USER
+
+    def compose_user(self) -> str | None:
+        """compose.yaml's `user:` (None: the image's own user)."""
+        return f"{HOST_UID.compose()}:{HOST_GID.compose()}" if self.runs_as_host_user else None
+
+
+JOB_ENVIRONMENT = (SIGNING_KEY, STARTED_BY)
+
+ROLES: dict[str, Role] = {
+    role.name: role
+    for role in (
+        Role("train", "train", (MODELS_RW, RUNS, INPUT), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT),
+        Role("predict", "predict", (MODELS_RO, RUNS, INPUT, OUTPUT), Setting("MLJOBS_PREDICT_MEMORY", "4g"), JOB_CPUS,
+             (*JOB_ENVIRONMENT, MODEL), runs_as_host_user=True),
+        Role("sql", "predict", (MODELS_RO, RUNS, INPUT, OUTPUT), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT,
+             entrypoint=("python", "-m", "mljobs.jobs.sql"), runs_as_host_user=True),
+        Role("models", "train", (MODELS_RW, RUNS), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT,
+             entrypoint=("python", "-m", "mljobs.jobs.models")),
+        Role("serve", "serve", (MODELS_RO,), Setting("MLJOBS_SERVE_MEMORY", "2g"), Setting("MLJOBS_SERVE_CPUS", "2"),
+             (SIGNING_KEY, MODEL, WORKERS), network=True, port=8080),
+        Role("lb", "lb", (), Setting("MLJOBS_LB_MEMORY", "256m"), Setting("MLJOBS_LB_CPUS", "0.5"), (), network=True, port=8080),
+    )
+}
+JOBS = ("train", "predict", "sql", "models")
+
+
+def image(role: Role, tag: str) -> str:
+    return f"mljobs-{role.image}:{tag}"
+
+
+def limits(role: Role, environ: Mapping[str, str] | None = None) -> dict[str, str | int]:
+    """The Docker Engine API's limits of a role's container (docker-py's create arguments)."""
+    return {
+        "mem_limit": role.memory.value(environ),
+        "nano_cpus": int(float(role.cpus.value(environ)) * 1e9),
+        "pids_limit": int(PIDS.value(environ)),
+    }
+
+
+def lockdown() -> dict[str, object]:
+    """docker-py's create arguments for the lock-down every container gets."""
+    return {"read_only": READ_ONLY, "tmpfs": {TMPFS: ""}, "cap_drop": list(CAP_DROP), "security_opt": list(SECURITY_OPT)}
