@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -130,12 +131,26 @@ def remove_labelled(label: str) -> None:
             subprocess.run(["docker", *remove_cmd, *found.stdout.split()], capture_output=True)
 
 
+IMAGES = ("train", "predict", "serve", "lb")
+
+
+def image(role: str) -> str:
+    """A role's image under this test run's own tag (see built_images)."""
+    return f"mljobs-{role}:{os.environ.get('MLJOBS_TAG', 'latest')}"
+
+
 @pytest.fixture(scope="session")
-def built_images() -> None:
-    """Build the images once per session (cached layers make a rebuild take seconds)."""
+def built_images() -> Iterator[str]:
+    """Build the images once per session (cached layers make a rebuild take seconds), under a tag
+    of this run's own: MLJOBS_TAG, which compose, the launcher and the DAG all read, so a test run
+    never replaces images something else on the engine is using. The tags go at the end."""
+    tag = f"test-{secrets.token_hex(4)}"
+    os.environ["MLJOBS_TAG"] = tag
     result = subprocess.run(["docker", "compose", "--project-directory", str(REPO), "--profile", "jobs", "build"],
                             capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-5000:]
+    yield tag
+    subprocess.run(["docker", "rmi", *(f"mljobs-{role}:{tag}" for role in IMAGES)], capture_output=True)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import requests
 
 from mljobs import demo
 from tests.fault_table import record
+from tests.integration.conftest import image
 from tests.integration.load import Load
 
 pytestmark = pytest.mark.integration
@@ -137,7 +138,7 @@ def test_a_full_output_volume_fails_with_a_clear_reason_and_leaves_nothing(fleet
     pacsv.write_csv(demo.scoring_table(rows=300_000, seed=41), fleet.data_dir / "input" / "many.csv")
     result = fleet("run", "--rm", "-T", "-v", f"{volume}:/data/full", "predict", "--input", "/data/input/many.csv",
                    "--output", "/data/full", "--format", "csv", "--keep-columns", demo.ID_COLUMN)
-    left = docker("run", "--rm", "-v", f"{volume}:/x", "--entrypoint", "find", "mljobs-predict:latest", "/x", "-mindepth", "1").stdout.split()
+    left = docker("run", "--rm", "-v", f"{volume}:/x", "--entrypoint", "find", image("predict"), "/x", "-mindepth", "1").stdout.split()
     record("output volume full (2 MB tmpfs)", 1, "runs", "partial outputs", len(left))
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1].startswith("predict failed: input/output error:")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault_table import record
+from tests.integration.conftest import image
 
 pytestmark = pytest.mark.integration
 
@@ -25,10 +26,6 @@ KEY = "0123456789abcdef" * 4
 TOKEN = secrets.token_hex(4)
 LABEL = f"org.mljobs.test=images-{TOKEN}"
 MB = 1e6
-
-
-def image(role: str) -> str:
-    return f"mljobs-{role}:latest"
 
 
 def docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

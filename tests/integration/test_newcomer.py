@@ -73,7 +73,8 @@ def newcomer(built_images):
         subprocess.run(["chown", "-R", f"{name}:{name}", str(checkout)], check=True)
         env = {"HOME": account.pw_dir, "USER": name, "LOGNAME": name, "SHELL": "/bin/bash",
                "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",  # what a login gives an ordinary user
-               "COMPOSE_PROJECT_NAME": project, "MLJOBS_PORT": str(free_port()), "MLJOBS_LB_PORT": str(free_port())}
+               "COMPOSE_PROJECT_NAME": project, "MLJOBS_PORT": str(free_port()), "MLJOBS_LB_PORT": str(free_port()),
+               "MLJOBS_TAG": built_images}  # this run's images, already built
         if "DOCKER_HOST" in os.environ:  # the machine's engine, wherever the tests were told it is
             env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
         yield Newcomer(name, account.pw_uid, checkout, env)
