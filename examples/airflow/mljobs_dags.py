@@ -37,7 +37,7 @@ from docker.types import Mount
 
 # The one container contract (pip install mljobs in the scheduler's environment: the launcher's
 # light package, standard library only for this module and the signing key's reader).
-from mljobs.contract import ROLES, SIGNING_KEY, STARTED_BY, image, limits, lockdown
+from mljobs.contract import ROLES, SIGNING_KEY, STARTED_BY, image, limits, lockdown, needs_network, role_variables
 from mljobs.signing import signing_key
 
 PROJECT = os.environ.get("COMPOSE_PROJECT_NAME", "mljobs")
@@ -80,6 +80,7 @@ def job(task_id: str, role_name: str, command: str) -> DockerOperator:
     mounts = [Mount(m.target, f"{PROJECT}_{m.source}" if m.is_volume else f"{data_dir}/{m.source}",
                     type="volume" if m.is_volume else "bind", read_only=m.read_only) for m in role.mounts]
     key = signing_key()  # the scheduler's key (MLJOBS_SIGNING_KEY_FILE or MLJOBS_SIGNING_KEY), so its runs sign
+    plain, secret = role_variables(role)
     return ContractDockerOperator(
         task_id=task_id,
         image=image(role, TAG),
@@ -87,11 +88,11 @@ def job(task_id: str, role_name: str, command: str) -> DockerOperator:
         command=command,
         mounts=mounts,
         # The run record on the volume names this Airflow run, so `mljobs runs` and Airflow agree.
-        environment={**{s.variable: s.value() for s in role.environment if s is not SIGNING_KEY},
-                     STARTED_BY.variable: "airflow:{{ dag.dag_id }}:{{ run_id }}"},
-        private_environment={SIGNING_KEY.variable: key.decode()} if key else {},  # never rendered in the UI
+        environment={**plain, STARTED_BY.variable: "airflow:{{ dag.dag_id }}:{{ run_id }}"},
+        # Never rendered in Airflow's UI: the signing key and the object store's credentials.
+        private_environment={**secret, **({SIGNING_KEY.variable: key.decode()} if key else {})},
         user=role.user(),
-        network_mode=None if role.network else "none",
+        network_mode=None if needs_network(role) else "none",
         host_extras={**limits(role), **lockdown()},
         mount_tmp_dir=False,
         auto_remove="force",  # removed after its exit code and logs are collected

@@ -18,9 +18,9 @@ import pyarrow as pa
 from . import demo
 from .errors import BadInputError, FieldError, InvalidRecordsError
 from .featurize import Features
-from .outputs import TableWriter
+from .outputs import OutputRoot, TableWriter
 from .predictor import Predictor
-from .tableio import fingerprint, iter_batches
+from .tableio import DataFile, fingerprint, iter_batches
 
 log = logging.getLogger("mljobs.predict")
 
@@ -51,7 +51,7 @@ class BatchCounts:
 class Source:
     """Where rows come from: files, or the embedded demo rows when there are none."""
 
-    files: tuple[Path, ...]
+    files: tuple[DataFile, ...]
 
     @property
     def name(self) -> str:
@@ -88,7 +88,7 @@ def run_key(predictor: Predictor, source_fingerprint: str, options: BatchOptions
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def score_source(predictor: Predictor, source: Source, folder: Path, options: BatchOptions) -> BatchCounts:
+def score_source(predictor: Predictor, source: Source, folder: OutputRoot, options: BatchOptions) -> BatchCounts:
     """Two stages on two cores: while one batch is scored (the compiled predictor and LightGBM
     release the GIL), the next is read and featurized. At most two batches are held at once."""
     counts = BatchCounts()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 IMAGE_USER = "10001:10001"  # the user every image ends with
 DATA_DIR = "/data"
@@ -54,6 +54,11 @@ INPUT, OUTPUT = Mount("input", f"{DATA_DIR}/input", True), Mount("output", f"{DA
 SIGNING_KEY = Setting("MLJOBS_SIGNING_KEY", "")
 SIGNING_KEY_FILE = "MLJOBS_SIGNING_KEY_FILE"
 STARTED_BY = Setting("MLJOBS_STARTED_BY", "compose")
+# The model store: the models volume, or an object store (s3://bucket/prefix) and its credentials.
+STORE = Setting("MLJOBS_STORE", "")
+OBJECT_STORE = tuple(Setting(name, "") for name in (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL"))
+SECRETS = (SIGNING_KEY, *OBJECT_STORE[:3])  # handed on only when set, never as an empty value
 MODEL = Setting("MLJOBS_MODEL", "demo")
 WORKERS = Setting("MLJOBS_WORKERS", "2")
 HOST_UID, HOST_GID = Setting("MLJOBS_UID", "10001"), Setting("MLJOBS_GID", "10001")
@@ -80,7 +85,7 @@ class Role:
     environment: tuple[Setting, ...]
     entrypoint: tuple[str, ...] | None = None  # None: the image's own
     runs_as_host_user: bool = False  # it writes host files, so it runs as their owner (MLJOBS_UID)
-    network: bool = False  # one-shot jobs need none (Kaggle-style scoring runs offline)
+    network: bool = False  # always; else only to reach an object store (Kaggle-style jobs run offline)
     port: int | None = None  # the port it listens on inside the container
 
     def user(self, environ: Mapping[str, str] | None = None) -> str:
@@ -93,7 +98,8 @@ class Role:
         return f"{HOST_UID.compose()}:{HOST_GID.compose()}" if self.runs_as_host_user else None
 
 
-JOB_ENVIRONMENT = (SIGNING_KEY, STARTED_BY)
+STORE_ENVIRONMENT = (SIGNING_KEY, STORE, *OBJECT_STORE)
+JOB_ENVIRONMENT = (*STORE_ENVIRONMENT, STARTED_BY)
 
 ROLES: dict[str, Role] = {
     role.name: role
@@ -106,11 +112,32 @@ ROLES: dict[str, Role] = {
         Role("models", "train", (MODELS_RW, RUNS), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT,
              entrypoint=("python", "-m", "mljobs.jobs.models")),
         Role("serve", "serve", (MODELS_RO,), Setting("MLJOBS_SERVE_MEMORY", "2g"), Setting("MLJOBS_SERVE_CPUS", "2"),
-             (SIGNING_KEY, MODEL, WORKERS), network=True, port=8080),
+             (*STORE_ENVIRONMENT, MODEL, WORKERS), network=True, port=8080),
         Role("lb", "lb", (), Setting("MLJOBS_LB_MEMORY", "256m"), Setting("MLJOBS_LB_CPUS", "0.5"), (), network=True, port=8080),
     )
 }
 JOBS = ("train", "predict", "sql", "models")
+
+
+def is_remote(location: str) -> bool:
+    return location.startswith("s3://")
+
+
+def needs_network(role: Role, args: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> bool:
+    """Serve and lb always; a job only when its store, input or output is in an object store."""
+    return role.network or is_remote(STORE.value(environ)) or any("s3://" in arg for arg in args)
+
+
+def role_variables(role: Role, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """A role's variables with their values here, as (plain, secret); unset ones are left out. The
+    signing key is not among them: signing.signing_key() reads it, from its file if need be."""
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for setting in role.environment:
+        value = setting.value(environ)
+        if setting is not SIGNING_KEY and value:
+            (secret if setting in SECRETS else plain)[setting.variable] = value
+    return plain, secret
 
 
 def image(role: Role, tag: str) -> str:

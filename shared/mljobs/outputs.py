@@ -1,8 +1,13 @@
 """Prediction outputs that appear whole or not at all.
 
-A run writes into a hidden staging folder under the output root, then renames it to
+In a folder, a run writes into a hidden staging folder under the output root, then renames it to
 <root>/model=<name>/date=<YYYY-MM-DD>/run=<run-id>/ with a _SUCCESS marker inside. Readers
 (and Hive-style partition discovery in DuckDB, Spark, pandas) never see a partial run.
+
+In S3 (an s3://bucket/prefix root) there is no rename: a run streams its files straight under its
+run prefix and writes _SUCCESS last. A run without _SUCCESS is not done: reruns and readers trust
+only runs with one (see committed_run); a failed run removes its objects, a killed one leaves
+them to be swept by a later run of the same model.
 """
 
 from __future__ import annotations
@@ -13,27 +18,39 @@ import shutil
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Union
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import UsageError
+from . import s3_outputs
 from .fsutil import fsync_dir, fsync_tree, remove_stale_staging, staging_name
+from .objectstore import S3Path, filesystem, is_s3
 
-SUCCESS = "_SUCCESS"
 FORMATS = ("parquet", "csv")
+SUCCESS = s3_outputs.SUCCESS
 
 
-def run_folder(root: Path, name: str, run_id: str, partition: str = "model") -> Path:
+# Where outputs go: a local folder, or a prefix in S3.
+OutputRoot = Union[Path, S3Path]
+
+
+def output_root(spec: str | Path) -> OutputRoot:
+    return S3Path.parse(spec) if isinstance(spec, str) and is_s3(spec) else Path(spec)
+
+
+def run_folder(root: OutputRoot, name: str, run_id: str, partition: str = "model") -> OutputRoot:
     """<root>/<partition>=<name>/date=<today>/run=<run-id>: Hive-style, so engines read it as a table."""
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     return root / f"{partition}={name}" / f"date={day}" / f"run={run_id}"
 
 
-def earlier_run(root: Path, model: str, key: str) -> dict[str, Any] | None:
+def earlier_run(root: OutputRoot, model: str, key: str) -> dict[str, Any] | None:
     """The summary of a committed run of `model` with the same idempotency key, if any."""
+    if isinstance(root, S3Path):
+        return s3_outputs.earlier_run(root, model, key)
     for marker in sorted(root.glob(f"model={model}/date=*/run=*/{SUCCESS}")):
         try:
             summary = json.loads(marker.read_text())
@@ -44,8 +61,11 @@ def earlier_run(root: Path, model: str, key: str) -> dict[str, Any] | None:
     return None
 
 
-def ensure_output_root(root: Path) -> None:
+def ensure_output_root(root: OutputRoot) -> None:
     """Create the output root (with its missing parents) if needed, then check this job can write it."""
+    if isinstance(root, S3Path):
+        s3_outputs.check_reachable(root)
+        return
     if not root.is_dir():
         if root.exists():
             raise UsageError(f"output {root} is a file, not a folder")
@@ -68,19 +88,22 @@ def ensure_output_root(root: Path) -> None:
 class TableWriter:
     """Appends record batches to one Parquet or CSV file."""
 
-    def __init__(self, path: Path, fmt: str):
+    def __init__(self, path: OutputRoot, fmt: str):
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         self.path, self.fmt = path, fmt
         self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+        self._sink: Any = None
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self._writer is None:
+            # An object is streamed up in parts as it is written: memory follows the part, not the file.
+            self._sink = filesystem().open_output_stream(self.path.path) if isinstance(self.path, S3Path) else str(self.path)
             self._writer = (
-                pq.ParquetWriter(self.path, batch.schema)
+                pq.ParquetWriter(self._sink, batch.schema)
                 if self.fmt == "parquet"
-                else pacsv.CSVWriter(self.path, batch.schema)
+                else pacsv.CSVWriter(self._sink, batch.schema)
             )
         self._writer.write_batch(batch)
         self.rows += batch.num_rows
@@ -88,12 +111,18 @@ class TableWriter:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        if self._sink is not None and not isinstance(self._sink, str):
+            self._sink.close()
 
 
 @contextmanager
-def committed_folder(final: Path, summary: dict[str, Any]) -> Iterator[Path]:
+def committed_folder(final: OutputRoot, summary: dict[str, Any]) -> Iterator[OutputRoot]:
     """Yield a staging folder; on clean exit write `summary` as its _SUCCESS marker and rename
-    it to `final`. The caller may add to `summary` until then."""
+    it to `final`. The caller may add to `summary` until then. (In S3: see s3_outputs.committed_run.)"""
+    if isinstance(final, S3Path):
+        with s3_outputs.committed_run(final, summary) as prefix:
+            yield prefix
+        return
     root = final.parents[2]
     remove_stale_staging(root)
     staging = root / staging_name()

@@ -15,7 +15,8 @@ from .errors import ModelError
 from .estimators import LOADERS, Estimator
 from .featurize import Features, Featurizer
 from .schema import CLASSIFICATION, FeatureSchema
-from .store import ModelRef, ModelStore, verify_manifest
+from .manifest import VerifiedVersion, verify_folder
+from .store import ModelRef, ModelStore
 
 SCHEMA_FILE, METADATA_FILE = "schema.json", "metadata.json"
 # Libraries whose file formats a model depends on, and how much of the version must match.
@@ -96,22 +97,25 @@ def check_libraries(where: str, recorded: dict[str, str], needed: list[str]) -> 
 
 def load_predictor(store: ModelStore, ref: ModelRef | str, strict_categories: bool = False) -> Predictor:
     ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
-    version = store.resolve(ref)
-    return load_version(store.model_dir(ref.name) / version, ref.name, version, strict_categories)
+    return load_verified(store.open_version(ref.name, store.resolve(ref)), strict_categories)
 
 
-def load_version(folder: Path, name: str, version: str, strict_categories: bool = False) -> Predictor:
-    """A model version from its folder (in the store, or shipped to a Spark executor), verified."""
-    verified = verify_manifest(folder)
-    where = f"{name}:{version}"
+def load_version(folder: Path, name: str, version: str, strict_categories: bool = False, key: bytes | None = None) -> Predictor:
+    """A model version from a local folder (shipped to a Spark executor, say), verified first."""
+    return load_verified(verify_folder(folder, key, name, version), strict_categories)
+
+
+def load_verified(verified: VerifiedVersion, strict_categories: bool = False) -> Predictor:
+    """A predictor built from a checked version's bytes alone: nothing is read from the store."""
+    where = verified.label
     try:
-        schema = FeatureSchema.from_json((folder / SCHEMA_FILE).read_text())
-        meta = json.loads((folder / METADATA_FILE).read_text())
-    except (OSError, ValueError, KeyError) as exc:
+        schema = FeatureSchema.from_json(verified.text(SCHEMA_FILE))
+        meta = json.loads(verified.text(METADATA_FILE))
+    except (KeyError, ValueError) as exc:
         raise ModelError(f"model {where} is refused: unreadable schema or metadata ({exc})") from exc
     kind = meta.get("estimator", {}).get("kind")
     if kind not in LOADERS:
         raise ModelError(f"model {where} is refused: unknown estimator kind {kind!r}")
     check_libraries(where, meta.get("libraries", {}), meta["estimator"].get("libraries", []))
-    estimator = LOADERS[kind](folder, schema, verified)
-    return Predictor(name, version, schema, meta, estimator, Featurizer(schema, strict_categories))
+    estimator = LOADERS[kind](verified, schema)
+    return Predictor(verified.name, verified.version, schema, meta, estimator, Featurizer(schema, strict_categories))

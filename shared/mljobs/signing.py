@@ -23,7 +23,8 @@ MIN_KEY_BYTES = 16
 
 def signing_key(environ: Mapping[str, str] | None = None) -> bytes | None:
     """The deployment's key: from the file MLJOBS_SIGNING_KEY_FILE names (a Docker secret, say),
-    else MLJOBS_SIGNING_KEY; None when neither is set."""
+    else MLJOBS_SIGNING_KEY; None when neither is set. Read once, at the edge (a job's entry
+    point, the server's app factory), and handed to the ModelStore."""
     environ = os.environ if environ is None else environ
     if environ.get(KEY_FILE_VARIABLE):
         try:
@@ -47,9 +48,6 @@ def sign(folder: Path, manifest_name: str, key: bytes) -> None:
     (folder / SIGNATURE).write_text(signature((folder / manifest_name).read_bytes(), key) + "\n")
 
 
-def signed_by(folder: Path, manifest: bytes, key: bytes) -> bool:
-    try:
-        recorded = (folder / SIGNATURE).read_text().strip()
-    except OSError:
-        return False
-    return hmac.compare_digest(recorded, signature(manifest, key))
+def signature_matches(recorded: bytes, manifest: bytes, key: bytes) -> bool:
+    """Whether a MANIFEST.sig's content is this key's signature of `manifest`."""
+    return hmac.compare_digest(recorded.decode(errors="replace").strip(), signature(manifest, key))

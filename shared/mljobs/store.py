@@ -1,32 +1,35 @@
-"""The model store on the `models` volume.
+"""The model store: versions of named models, and aliases that point at them.
 
     <root>/<name>/<version>/       immutable once published; MANIFEST (sha256 of every file) last,
                                    then MANIFEST.sig when a signing key is set (see signing.py)
-    <root>/<name>/aliases/<alias>  the version an alias points to, replaced atomically
+    <root>/<name>/aliases/<alias>  the version an alias points to, replaced whole
     <root>/<name>/aliases/.history-<alias>  the versions it pointed to before, for rollback
 
-A version is built in a hidden staging folder beside its final place, fsynced and renamed, so a
-reader never sees half of one and a killed writer leaves nothing visible.
+The root is a folder (a volume; the default) or `s3://bucket/prefix` (storage.py, s3storage.py
+say how each makes a version appear whole). The signing key is handed in by the caller, which
+reads it once from the environment (signing.signing_key). Loaders get a VerifiedVersion from
+open_version: every file read once and checked, so nothing is read from the store after the check.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import ModelError, UsageError
-from .fsutil import atomic_write_text, fsync_dir, fsync_tree, remove_stale_staging, sha256_file, staging_name
-from .signing import SIGNATURE, sign, signed_by, signing_key
+from .manifest import MANIFEST, Verified, VerifiedVersion, verify, verify_folder, write_manifest
+from .objectstore import S3Path, is_s3
+from .signing import SIGNATURE, sign
+from .storage import NAME_PATTERN, LocalStorage, Storage
 
-MANIFEST = "MANIFEST"
+__all__ = ["MANIFEST", "SIGNATURE", "ModelRef", "ModelStore", "Verified", "VerifiedVersion", "verify_manifest",
+           "write_manifest", "version_label", "store_location"]
+
 ALIASES = "aliases"
 LATEST, PRODUCTION = "latest", "production"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
+STORE_VARIABLE = "MLJOBS_STORE"
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -55,9 +58,35 @@ class ModelRef:
         return self.name + (f"@{self.alias}" if self.alias else "") + (f":{self.version}" if self.version else "")
 
 
+def store_location(models_dir: str | Path | None, store: str | None = None, environ: dict[str, str] | None = None) -> str:
+    """Where a job's store is: --store, else MLJOBS_STORE, else the models folder."""
+    environ = dict(os.environ) if environ is None else environ
+    location = store or environ.get(STORE_VARIABLE) or models_dir
+    if not location:
+        raise UsageError("no model store: set MLJOBS_STORE (a folder or s3://bucket/prefix) or --models-dir")
+    return str(location)
+
+
 class ModelStore:
-    def __init__(self, root: Path | str):
-        self.root = Path(root)
+    def __init__(self, location: str | Path, key: bytes | None = None, storage: Storage | None = None):
+        """`location`: a folder, or s3://bucket/prefix; `key`: the deployment's signing key, if any."""
+        self.key = key
+        if storage is not None:
+            self.storage = storage
+        elif is_s3(location):
+            from .s3storage import S3Storage
+
+            self.storage = S3Storage(S3Path.parse(str(location)))
+        else:
+            self.storage = LocalStorage(Path(location))
+        self.location = self.storage.location
+
+    @property
+    def root(self) -> Path:
+        """The folder of a local store (for tools and tests that look inside it)."""
+        if not isinstance(self.storage, LocalStorage):
+            raise UsageError(f"the model store {self.location} is not a local folder")
+        return self.storage.root
 
     def model_dir(self, name: str) -> Path:
         return self.root / name
@@ -67,52 +96,33 @@ class ModelStore:
     def publish(self, name: str, write_files: Callable[[Path], None]) -> str:
         """Publish a new version of `name` from the files `write_files` puts in a folder."""
         ModelRef.parse(name)
-        model_dir = self.model_dir(name)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(model_dir)
-        staging = model_dir / staging_name()
-        staging.mkdir()
-        try:
-            write_files(staging)
-            write_manifest(staging)
-            key = signing_key()
-            if key is not None:
-                sign(staging, MANIFEST, key)
-            fsync_tree(staging)
-            version = self._rename_to_next_version(staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        fsync_dir(model_dir)
+
+        def build(folder: Path) -> None:
+            write_files(folder)
+            write_manifest(folder)
+            if self.key is not None:
+                sign(folder, MANIFEST, self.key)
+
+        version = self.storage.publish(name, build)
         self.set_alias(name, LATEST, version)
         return version
-
-    def _rename_to_next_version(self, staging: Path) -> str:
-        # Another trainer may publish at the same moment: rename fails on an existing folder, retry.
-        while True:
-            version = str(max((int(v) for v in self.versions(staging.parent.name)), default=0) + 1)
-            try:
-                os.rename(staging, staging.parent / version)
-                return version
-            except OSError:
-                if not (staging.parent / version).exists():
-                    raise
 
     def set_alias(self, name: str, alias: str, version: str) -> str | None:
         """Point `alias` at `version`; returns the version it pointed to before, if any."""
         ModelRef.parse(f"{name}@{alias}")
-        if version not in self.versions(name):
-            raise ModelError(f"model '{name}' has no version {version} (versions: {', '.join(self.versions(name)) or 'none'})")
+        versions = self.versions(name)
+        if version not in versions:
+            raise ModelError(f"model '{name}' has no version {version} (versions: {', '.join(versions) or 'none'})")
         previous = self.aliases(name).get(alias)
         if previous not in (None, version):
             self._write_history(name, alias, self.alias_history(name, alias) + [previous])
-        atomic_write_text(self.model_dir(name) / ALIASES / alias, version + "\n")
+        self.storage.replace(f"{name}/{ALIASES}/{alias}", (version + "\n").encode())
         return previous
 
     def promote(self, name: str, version: str, alias: str) -> str | None:
         """Point `alias` at `version` after verifying its files; returns the previous version."""
         if version in self.versions(name):
-            self.verified_dir(name, version)
+            self.open_version(name, version)
         return self.set_alias(name, alias, version)
 
     def rollback(self, name: str, alias: str) -> str:
@@ -124,44 +134,47 @@ class ModelStore:
         previous = history[-1]
         if previous not in self.versions(name):
             raise ModelError(f"cannot roll back {name}@{alias}: model '{name}' has no version {previous} any more")
-        self.verified_dir(name, previous)
-        atomic_write_text(self.model_dir(name) / ALIASES / alias, previous + "\n")
+        self.open_version(name, previous)
+        self.storage.replace(f"{name}/{ALIASES}/{alias}", (previous + "\n").encode())
         self._write_history(name, alias, history[:-1])
         return previous
 
     def alias_history(self, name: str, alias: str) -> list[str]:
-        path = self.model_dir(name) / ALIASES / f".history-{alias}"
-        return path.read_text().split() if path.is_file() else []
+        return self._read_text(f"{name}/{ALIASES}/.history-{alias}").split()
 
     def _write_history(self, name: str, alias: str, versions: list[str]) -> None:
-        atomic_write_text(self.model_dir(name) / ALIASES / f".history-{alias}", "".join(v + "\n" for v in versions))
+        self.storage.replace(f"{name}/{ALIASES}/.history-{alias}", "".join(v + "\n" for v in versions).encode())
+
+    def _read_text(self, path: str) -> str:
+        try:
+            return self.storage.read(path).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     # --- reading -----------------------------------------------------------------------------
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name))
+        return self.storage.names()
 
     def versions(self, name: str) -> list[str]:
-        folder = self.model_dir(name)
-        if not folder.is_dir():
-            return []
-        return sorted((p.name for p in folder.iterdir() if p.name.isdigit()), key=int)
+        return self.storage.versions(name)
 
     def aliases(self, name: str) -> dict[str, str]:
-        folder = self.model_dir(name) / ALIASES
-        if not folder.is_dir():
-            return {}
-        return {p.name: p.read_text().strip() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+        found = {}
+        for alias in sorted(a for a in self.storage.files_in(f"{name}/{ALIASES}") if not a.startswith(".")):
+            version = self._read_text(f"{name}/{ALIASES}/{alias}").strip()
+            if version:
+                found[alias] = version
+        return found
 
     def resolve(self, ref: ModelRef) -> str:
         """The version a reference means; default alias `production`, else `latest`."""
-        if not self.versions(ref.name):
+        versions = self.versions(ref.name)
+        if not versions:
             known = ", ".join(self.names()) or "none yet; train one first"
-            raise ModelError(f"model '{ref.name}' does not exist in {self.root} (models: {known})")
+            raise ModelError(f"model '{ref.name}' does not exist in {self.location} (models: {known})")
         if ref.version:
-            if ref.version not in self.versions(ref.name):
+            if ref.version not in versions:
                 raise ModelError(f"model '{ref.name}' has no version {ref.version}")
             return ref.version
         aliases = self.aliases(ref.name)
@@ -170,24 +183,16 @@ class ModelStore:
             raise ModelError(f"model '{ref.name}' has no alias '{alias}' (aliases: {', '.join(aliases) or 'none'})")
         return aliases[alias]
 
-    def verified_dir(self, name: str, version: str) -> Path:
-        """The version's folder, after checking every file against its MANIFEST."""
-        folder = self.model_dir(name) / version
-        verify_manifest(folder)
-        return folder
+    def version_files(self, name: str, version: str) -> list[str]:
+        """The files a version holds now (unchecked: open_version checks them)."""
+        return self.storage.version_files(name, version)
 
-
-def write_manifest(folder: Path) -> None:
-    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}" for p in _files(folder)]
-    (folder / MANIFEST).write_text("\n".join(lines) + "\n")
-
-
-@dataclass(frozen=True)
-class Verified:
-    """What a check of a version proved: each file's digest, and whether a key holder signed it."""
-
-    digests: dict[str, str]
-    signed: bool
+    def open_version(self, name: str, version: str) -> VerifiedVersion:
+        """The version's files, each read once and checked against its MANIFEST (and the MANIFEST
+        against its signature when this store has a key): what loaders load from."""
+        ModelRef.parse(f"{name}:{version}")
+        return verify(name, version, self.storage.version_files(name, version),
+                      lambda file, digest: self.storage.read_version_file(name, version, file, digest), self.key)
 
 
 def version_label(folder: Path) -> str:
@@ -195,34 +200,6 @@ def version_label(folder: Path) -> str:
     return f"{folder.parent.name}:{folder.name}"
 
 
-def verify_manifest(folder: Path) -> Verified:
-    """Check every file against the MANIFEST, and the MANIFEST against its signature when this
-    deployment has a signing key (a version without a matching signature is then refused)."""
-    where = version_label(folder)
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
-        raise ModelError(f"model {where} is refused: it has no MANIFEST (incomplete or not published by mljobs)")
-    manifest_bytes = manifest.read_bytes()
-    key = signing_key()
-    if key is not None and not signed_by(folder, manifest_bytes, key):
-        raise ModelError(f"model {where} is refused: it is not signed with this deployment's signing key")
-    expected: dict[str, str] = {}
-    for line in manifest_bytes.decode(errors="replace").splitlines():
-        digest, _, name = line.partition("  ")
-        if not name or len(digest) != 64:
-            raise ModelError(f"model {where} is refused: its MANIFEST is malformed")
-        expected[name] = digest
-    present = {p.relative_to(folder).as_posix(): p for p in _files(folder)}
-    for name in sorted(set(present) - set(expected)):
-        raise ModelError(f"model {where} is refused: file '{name}' is not in its MANIFEST")
-    for name, digest in expected.items():
-        if name not in present:
-            raise ModelError(f"model {where} is refused: file '{name}' is missing")
-        if sha256_file(present[name]) != digest:
-            raise ModelError(f"model {where} is refused: file '{name}' does not match its MANIFEST (modified or truncated)")
-    return Verified(expected, signed=key is not None)
-
-
-def _files(folder: Path) -> list[Path]:
-    unlisted = {folder / MANIFEST, folder / SIGNATURE}
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p not in unlisted)
+def verify_manifest(folder: Path, key: bytes | None = None) -> VerifiedVersion:
+    """A version in a local folder, checked (see ModelStore.open_version)."""
+    return verify_folder(folder, key)

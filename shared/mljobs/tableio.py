@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 
 from .errors import BadInputError, UsageError
 from .fsutil import sha256_file
+from .objectstore import S3Path, filesystem, is_s3, list_objects, translated
 
 class NoInputFiles(BadInputError):
     """A folder or pattern that names no data files (for a scheduled job: nothing new yet)."""
@@ -22,10 +25,17 @@ class NoInputFiles(BadInputError):
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-def resolve_inputs(spec: str) -> list[Path]:
+# A data file: a local path, or an object in S3 (s3://bucket/key).
+DataFile = Union[Path, S3Path]
+
+
+def resolve_inputs(spec: str) -> list[DataFile]:
     """The files an --input names, in a stable order."""
+    if is_s3(spec):
+        return list(resolve_s3_inputs(S3Path.parse(spec), spec))
     try:
-        return _resolve_inputs(spec)
+        files: list[DataFile] = list(_resolve_inputs(spec))
+        return files
     except PermissionError as exc:
         raise BadInputError(
             f"cannot read {exc.filename or spec}: permission denied for uid {os.getuid()} "
@@ -58,11 +68,12 @@ def _resolve_inputs(spec: str) -> list[Path]:
 CSV_MAX_BLOCK = 8 << 20
 
 
-def fingerprint(files: list[Path]) -> str:
-    """sha256 over the files' names and contents: the same data gives the same fingerprint."""
+def fingerprint(files: Sequence[DataFile]) -> str:
+    """sha256 over the files' names and contents (for objects: their size and modification time,
+    not read twice): the same data gives the same fingerprint."""
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f"{f.name}:{sha256_file(f)}\n".encode())
+        digest.update(f"{f.name}:{object_identity(f) if isinstance(f, S3Path) else sha256_file(f)}\n".encode())
     return digest.hexdigest()
 
 
@@ -72,16 +83,16 @@ def _csv_options(column_types: dict[str, pa.DataType] | None, block_size: int | 
     return read, convert
 
 
-def read_table(files: list[Path], column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
+def read_table(files: Sequence[DataFile], column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
     """Read every file into one table (training reads all of its data)."""
     tables = []
     for f in files:
         try:
             if SUFFIXES[f.suffix.lower()] == "csv":
                 read, convert = _csv_options(column_types)
-                tables.append(pacsv.read_csv(f, read_options=read, convert_options=convert))
+                tables.append(pacsv.read_csv(open_stream(f), read_options=read, convert_options=convert))
             else:
-                tables.append(pq.read_table(f))
+                tables.append(pq.read_table(open_file(f)))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise BadInputError(f"cannot read {f.name}: {_arrow_message(exc)}") from exc
     try:
@@ -94,19 +105,19 @@ def read_table(files: list[Path], column_types: dict[str, pa.DataType] | None = 
 
 
 def iter_batches(
-    files: list[Path], chunk_rows: int, column_types: dict[str, pa.DataType] | None = None
-) -> Iterator[tuple[Path, pa.RecordBatch]]:
+    files: Sequence[DataFile], chunk_rows: int, column_types: dict[str, pa.DataType] | None = None
+) -> Iterator[tuple[DataFile, pa.RecordBatch]]:
     """Stream the input in record batches of about `chunk_rows` rows (CSV batches are cut by
     bytes, so theirs vary)."""
     for f in files:
         try:
             if SUFFIXES[f.suffix.lower()] == "csv":
                 read, convert = _csv_options(column_types, block_size=_csv_block_size(f, chunk_rows))
-                reader = pacsv.open_csv(f, read_options=read, convert_options=convert)
+                reader = pacsv.open_csv(open_stream(f), read_options=read, convert_options=convert)
                 batches: Iterator[pa.RecordBatch] = iter(reader)
             else:
                 # Buffered reads without pre-buffering: memory follows the batch, not the row group.
-                parquet = pq.ParquetFile(f, buffer_size=1 << 20, pre_buffer=False)
+                parquet = pq.ParquetFile(open_file(f), buffer_size=1 << 20, pre_buffer=False)
                 batches = parquet.iter_batches(batch_size=chunk_rows)
             for batch in batches:
                 yield f, batch
@@ -114,14 +125,64 @@ def iter_batches(
             raise BadInputError(f"cannot read {f.name}: {_arrow_message(exc)}") from exc
 
 
-def _csv_block_size(path: Path, chunk_rows: int) -> int:
+def _csv_block_size(path: DataFile, chunk_rows: int) -> int:
     """CSV batches are cut by bytes: size them from the file's own row length (measured on its
     first megabyte) to hold about chunk_rows rows, but no more than CSV_MAX_BLOCK bytes."""
-    with open(path, "rb") as f:
-        sample = f.read(1 << 20)
+    with filesystem().open_input_stream(path.path) if isinstance(path, S3Path) else open(path, "rb") as f:
+        sample = bytes(f.read(1 << 20))
     row_bytes = len(sample) / max(1, sample.count(b"\n"))
     return int(min(max(chunk_rows * row_bytes, 1 << 16), CSV_MAX_BLOCK))
 
 
 def _arrow_message(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# --- objects in S3 ------------------------------------------------------------------------------
+
+def resolve_s3_inputs(prefix: S3Path, spec: str) -> list[S3Path]:
+    """An object, every data object under a prefix (a "folder"), or a glob over object names."""
+    fs = filesystem()
+    pattern = any(ch in spec for ch in "*?[")
+    base = prefix
+    while pattern and any(ch in base.key for ch in "*?["):
+        base = base.parent
+    with translated(f"input {spec}", BadInputError):
+        infos = list_objects(fs, base, recursive=pattern) if pattern else list_objects(fs, prefix, recursive=False)
+        single = None if pattern or infos else fs.get_file_info(prefix.path)
+    if single is not None and single.type == pafs.FileType.File:
+        files = [prefix]
+    else:
+        found = [S3Path(base.bucket, i.path.partition("/")[2]) for i in infos if i.type == pafs.FileType.File]
+        if pattern:
+            files = sorted((f for f in found if fnmatch.fnmatchcase(str(f), spec)), key=str)
+        else:
+            files = sorted((f for f in found if f.suffix.lower() in SUFFIXES and not f.name.startswith((".", "_"))), key=str)
+        if not files:
+            if not pattern and not infos:
+                raise BadInputError(f"input {spec} does not exist")
+            raise NoInputFiles(f"input {'pattern' if pattern else 'folder'} {spec} {'matches no files' if pattern else 'has no .csv or .parquet files'}")
+    for f in files:
+        if f.suffix.lower() not in SUFFIXES:
+            raise UsageError(f"input {f} is neither .csv nor .parquet")
+    return files
+
+
+def object_identity(path: S3Path) -> str:
+    with translated(f"input {path}", BadInputError):
+        info = filesystem().get_file_info(path.path)
+    return f"{info.size}:{info.mtime_ns}"
+
+
+def open_stream(path: DataFile) -> Any:
+    """What pyarrow reads a CSV from as it streams in: the path, or an object's input stream."""
+    if isinstance(path, S3Path):
+        return filesystem().open_input_stream(path.path)
+    return str(path)
+
+
+def open_file(path: DataFile) -> Any:
+    """A random-access reader (Parquet reads its footer first)."""
+    if isinstance(path, S3Path):
+        return filesystem().open_input_file(path.path)
+    return str(path)

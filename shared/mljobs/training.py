@@ -23,7 +23,6 @@ from .metrics import classification_metrics, regression_metrics
 from .predictor import METADATA_FILE, SCHEMA_FILE, installed_version
 from .report import Evaluation, write_report
 from .schema import CLASSIFICATION, FeatureSchema, infer_schema
-from .signing import signing_key
 from .store import ModelStore
 
 log = logging.getLogger("mljobs.train")
@@ -156,7 +155,7 @@ def publish(store: ModelStore, name: str, trained: TrainedModel, provenance: dic
 
     def write_files(folder: Path) -> None:
         trained.estimator.save(folder)
-        if trained.estimator.kind == LightGBMEstimator.kind and signing_key() is not None:
+        if trained.estimator.kind == LightGBMEstimator.kind and store.key is not None:
             # Compiled code is only ever loaded from a signed version, so unsigned stores skip it.
             started = time.monotonic()
             compile_native(folder)

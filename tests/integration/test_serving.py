@@ -150,10 +150,11 @@ def test_killing_a_replica_under_load_loses_no_request(fleet):
     with Load(fleet.url("/predict", lb=True), threads=4) as load:
         time.sleep(2)
         subprocess.run(["docker", "kill", victim], capture_output=True, check=True)
+        answered_by_kill = load.sent
         time.sleep(5)
     record("serve replica killed under load, through nginx", load.sent, "requests", "failed", load.failures())
-    assert sum(load.statuses.values()) > 100
-    assert load.failures() == 0, (load.statuses, load.errors[:5])
+    # Properties, not throughput: the others kept answering after the kill, and nothing failed.
+    assert load.sent > answered_by_kill and load.failures() == 0, (load.statuses, load.errors[:5])
 
 
 def test_docker_stop_ends_a_replica_cleanly_within_two_seconds(fleet):

@@ -49,7 +49,8 @@ def assert_compose_service_follows(role: Role, service: dict[str, Any]) -> None:
     assert service["read_only"] is True and service["tmpfs"] == [contract.TMPFS]
     assert service["cap_drop"] == list(contract.CAP_DROP) and service["security_opt"] == list(contract.SECURITY_OPT)
     assert service.get("environment", {}) == {s.variable: s.compose() for s in role.environment}
-    assert (service.get("network_mode") == "none") == (not role.network)
+    # Compose cannot make a network depend on MLJOBS_STORE: jobs keep its default one (the launcher is stricter).
+    assert "network_mode" not in service
 
 
 def test_compose_has_no_service_outside_the_contract() -> None:
@@ -67,7 +68,8 @@ def test_the_stack_file_follows_the_contract(name: str) -> None:
     assert {"type": "tmpfs", "target": contract.TMPFS} in service["volumes"]  # Swarm drops a service's `tmpfs:`
     assert service["read_only"] is True and service["cap_drop"] == list(contract.CAP_DROP)
     limits = service["deploy"]["resources"]["limits"]
-    assert limits == {"memory": role.memory.compose(), "cpus": role.cpus.compose(), "pids": PIDS.compose()}
+    # stack deploy wants pids as a number, not a ${VARIABLE}: the contract's default, written out.
+    assert limits == {"memory": role.memory.compose(), "cpus": role.cpus.compose(), "pids": int(PIDS.default)}
     expected = {s.variable: s.compose() for s in role.environment if s is not contract.SIGNING_KEY}
     if contract.SIGNING_KEY in role.environment:  # on Swarm the key is a secret, read from its file
         expected[contract.SIGNING_KEY_FILE] = "/run/secrets/mljobs_signing_key"
@@ -92,7 +94,13 @@ def assert_container_follows(role: Role, image: str, kwargs: dict[str, Any], env
     assert {k: kwargs[k] for k in ("mem_limit", "nano_cpus", "pids_limit")} == contract.limits(role)
     assert {k: kwargs[k] for k in contract.lockdown()} == contract.lockdown()
     assert kwargs["network_disabled"] is (not role.network)
-    assert set(environment) == {s.variable for s in role.environment} - {contract.SIGNING_KEY.variable}
+    assert_variables_follow(role, environment)
+
+
+def assert_variables_follow(role: Role, environment: dict[str, str]) -> None:
+    """The role's variables that have a value here, and no other; the key only where it is set."""
+    assert set(environment) <= {s.variable for s in role.environment}
+    assert {s.variable for s in role.environment if s.default} <= set(environment)
 
 
 @pytest.mark.parametrize("job", contract.JOBS)
@@ -164,7 +172,7 @@ def test_the_dags_tasks_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> 
         assert op["host_extras"] == {**contract.limits(role), **contract.lockdown()}
         assert {m["Target"]: bool(m["ReadOnly"]) for m in op["mounts"]} == {m.target: m.read_only for m in role.mounts}
         assert op["private_environment"] == {"MLJOBS_SIGNING_KEY": "ab" * 16}  # scheduled runs sign like the others
-        assert set(op["environment"]) == {s.variable for s in role.environment} - {contract.SIGNING_KEY.variable}
+        assert_variables_follow(role, {k: v for k, v in op["environment"].items()})
 
 
 # --- a job on a swarm ----------------------------------------------------------------------------
@@ -185,7 +193,7 @@ def test_a_swarm_job_follows_the_contract(monkeypatch: pytest.MonkeyPatch, job: 
     assert {"Target": contract.TMPFS, "Source": None, "Type": "tmpfs", "ReadOnly": False} in spec["mounts"]
     limits = contract.limits(role)
     assert spec["resources"]["Limits"] == {"NanoCPUs": limits["nano_cpus"], "MemoryBytes": 4 * 2**30, "Pids": limits["pids_limit"]}
-    assert {e.split("=")[0] for e in spec["env"]} == {s.variable for s in role.environment} - {contract.SIGNING_KEY.variable}
+    assert_variables_follow(role, dict(e.split("=", 1) for e in spec["env"]))
 
 
 def test_a_swarm_job_needs_the_shared_folders(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,3 +203,16 @@ def test_a_swarm_job_needs_the_shared_folders(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(LauncherError, match="set MLJOBS_STORE_DIR") as caught:
         service_spec(Project(), "predict", [], [], None, None, None, "mljobs")
     assert caught.value.exit_code == 2
+
+
+def test_a_job_gets_a_network_and_the_credentials_only_for_an_object_store(engine: FakeDockerClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli.main(["models", "list", "--json"])
+    assert engine.created[-1].kwargs["network_disabled"] is True
+    for name, value in (("MLJOBS_STORE", "s3://models/prod"), ("AWS_ACCESS_KEY_ID", "id"), ("AWS_SECRET_ACCESS_KEY", "secret"),
+                        ("AWS_ENDPOINT_URL", "http://s3.internal:8333")):
+        monkeypatch.setenv(name, value)
+    cli.main(["models", "list", "--json"])
+    job = engine.created[-1]
+    assert job.kwargs["network_disabled"] is False
+    assert {k: job.environment[k] for k in ("MLJOBS_STORE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL")} == {
+        "MLJOBS_STORE": "s3://models/prod", "AWS_ACCESS_KEY_ID": "id", "AWS_ENDPOINT_URL": "http://s3.internal:8333"}

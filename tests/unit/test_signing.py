@@ -13,9 +13,10 @@ from mljobs.errors import ModelError, UsageError
 from mljobs.estimators.lightgbm_model import LightGBMEstimator
 from mljobs.estimators.native_lightgbm import NATIVE_FILE, NativeLightGBMEstimator, load_native
 from mljobs.featurize import Featurizer
-from mljobs.predictor import load_predictor
+from mljobs.estimators.lightgbm_model import LIGHTGBM_FILE
+from mljobs.predictor import load_predictor, load_verified
 from mljobs.signing import SIGNATURE, signing_key
-from mljobs.store import MANIFEST, ModelStore, verify_manifest, write_manifest
+from mljobs.store import MANIFEST, ModelStore, write_manifest
 from mljobs.training import TrainSpec, publish, train
 from tests.datasets import multiclass_table, regression_table
 
@@ -28,9 +29,8 @@ def binary_table() -> pa.Table:
 
 
 def publish_signed(tmp_path, monkeypatch, table, target):
-    monkeypatch.setenv("MLJOBS_SIGNING_KEY", KEY)
     trained = train(table, TrainSpec(target))
-    store = ModelStore(tmp_path / "models")
+    store = ModelStore(tmp_path / "models", KEY.encode())
     version = publish(store, "m", trained, {"run_id": "test", "created": "now", "source": "test"})
     return store, version, Featurizer(trained.schema).transform_table(table).matrix
 
@@ -47,8 +47,7 @@ def test_a_signed_version_scores_with_its_compiled_predictor_and_matches_lightgb
 
     native = load_predictor(store, "m")
     assert isinstance(native.estimator, NativeLightGBMEstimator)
-    monkeypatch.delenv("MLJOBS_SIGNING_KEY")
-    text = load_predictor(store, "m")  # without the key the signature proves nothing: text model
+    text = load_predictor(ModelStore(store.root), "m")  # without the key the signature proves nothing: text model
     assert isinstance(text.estimator, LightGBMEstimator)
     big = np.repeat(matrix, 20, axis=0)  # enough rows for the threaded path too
     for rows in (matrix[:1], matrix, big):
@@ -59,12 +58,12 @@ def test_with_a_key_unsigned_and_wrongly_signed_versions_are_refused(tmp_path, m
     store = ModelStore(tmp_path / "models")
     trained = train(regression_table(), TrainSpec("price"))
     publish(store, "m", trained, {"run_id": "test", "created": "now", "source": "test"})  # no key: unsigned
-    monkeypatch.setenv("MLJOBS_SIGNING_KEY", KEY)
+    store = ModelStore(store.root, KEY.encode())
     with pytest.raises(ModelError, match="m:1 is refused: it is not signed"):
         load_predictor(store, "m:1")
     publish(store, "m", trained, {"run_id": "test", "created": "now", "source": "test"})
     load_predictor(store, "m:2")
-    monkeypatch.setenv("MLJOBS_SIGNING_KEY", "another-key-of-enough-length")
+    store = ModelStore(store.root, b"another-key-of-enough-length")
     with pytest.raises(ModelError, match="m:2 is refused: it is not signed"):
         load_predictor(store, "m:2")
 
@@ -80,13 +79,19 @@ def test_swapped_native_code_with_a_rewritten_manifest_is_refused(tmp_path, monk
         load_predictor(store, "m")
 
 
-def test_the_compiled_file_is_checked_again_as_it_is_loaded(tmp_path, monkeypatch):
-    store, version, _ = publish_signed(tmp_path, monkeypatch, regression_table(), "price")
+def test_files_changed_after_the_check_are_never_loaded(tmp_path, monkeypatch):
+    """Loaders load the bytes that were checked, never the store's files again: files swapped
+    between the check and the load change nothing (the text model used to be re-read)."""
+    store, version, matrix = publish_signed(tmp_path, monkeypatch, regression_table(), "price")
     folder = store.model_dir("m") / version
-    digests = verify_manifest(folder).digests
-    (folder / NATIVE_FILE).write_bytes(b"changed after the check")  # between verify and load
-    with pytest.raises(ModelError, match=f"'{NATIVE_FILE}' does not match"):
-        load_native(folder, digests, 0)
+    verified = store.open_version("m", version)
+    expected = load_verified(verified).predict_raw(matrix)
+    (folder / NATIVE_FILE).write_bytes(b"changed after the check")  # between the check and the load
+    (folder / LIGHTGBM_FILE).write_text("tree\nchanged after the check\n")
+    assert isinstance(load_native(verified, 0), NativeLightGBMEstimator)
+    np.testing.assert_array_equal(load_verified(verified).predict_raw(matrix), expected)
+    with pytest.raises(ModelError, match="does not match"):  # the store's copy is refused from now on
+        store.open_version("m", version)
 
 
 def test_the_signature_covers_the_manifest_not_itself(tmp_path, monkeypatch):

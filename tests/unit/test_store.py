@@ -48,7 +48,7 @@ def test_tampered_versions_are_refused(tmp_path, damage, reason):
     version = publish_text(store, "m", "good")
     damage(tmp_path / "m" / version)
     with pytest.raises(ModelError, match=reason):
-        store.verified_dir("m", version)
+        store.open_version("m", version)
 
 
 def test_a_flipped_byte_in_a_real_model_is_refused(demo_store):

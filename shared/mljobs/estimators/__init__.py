@@ -9,7 +9,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ..schema import FeatureSchema
-from ..store import Verified
+from ..manifest import VerifiedVersion
 from .lightgbm_model import LightGBMEstimator, fit_lightgbm
 from .native_lightgbm import load_native
 from .sklearn_model import SklearnEstimator, fit_sklearn
@@ -29,18 +29,18 @@ class Estimator(Protocol):
         """One importance per feature, if the estimator has them."""
 
 
-def load_lightgbm(folder: Path, schema: FeatureSchema, verified: Verified) -> Estimator:
+def load_lightgbm(verified: VerifiedVersion, schema: FeatureSchema) -> Estimator:
     """A signed version's compiled predictor when it has a usable one, else its text model."""
-    native = load_native(folder, verified.digests, len(schema.classes)) if verified.signed else None
-    return native or LightGBMEstimator.load(folder, schema)
+    native = load_native(verified, len(schema.classes)) if verified.signed else None
+    return native or LightGBMEstimator.load(verified, schema)
 
 
-def load_sklearn(folder: Path, schema: FeatureSchema, verified: Verified) -> Estimator:
-    return SklearnEstimator.load(folder, schema)
+def load_sklearn(verified: VerifiedVersion, schema: FeatureSchema) -> Estimator:
+    return SklearnEstimator.load(verified, schema)
 
 
-# Each kind's loader, given the folder already checked against its MANIFEST (and signature).
-LOADERS: dict[str, Callable[[Path, FeatureSchema, Verified], Estimator]] = {
+# Each kind's loader, given a version whose bytes were checked against its MANIFEST (and signature).
+LOADERS: dict[str, Callable[[VerifiedVersion, FeatureSchema], Estimator]] = {
     LightGBMEstimator.kind: load_lightgbm,
     SklearnEstimator.kind: load_sklearn,
 }

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 from ..schema import CATEGORICAL, CLASSIFICATION, FeatureSchema
-from ..store import version_label
+from ..manifest import VerifiedVersion
 
 LIGHTGBM_FILE = "model.lgb.txt"
 DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
@@ -45,16 +45,16 @@ class LightGBMEstimator:
         return np.asarray(self.booster.feature_importance(importance_type="gain"), dtype=np.float64)
 
     @classmethod
-    def load(cls, folder: Path, schema: FeatureSchema) -> LightGBMEstimator:
+    def load(cls, verified: VerifiedVersion, schema: FeatureSchema) -> LightGBMEstimator:
         import lightgbm
 
         try:
-            booster = lightgbm.Booster(model_file=str(folder / LIGHTGBM_FILE))
-        except lightgbm.basic.LightGBMError as exc:
-            raise ModelError(f"model {version_label(folder)} is refused: LightGBM cannot read it ({exc})") from exc
+            booster = lightgbm.Booster(model_str=verified.text(LIGHTGBM_FILE))
+        except (lightgbm.basic.LightGBMError, KeyError, UnicodeDecodeError) as exc:
+            raise ModelError(f"model {verified.label} is refused: LightGBM cannot read it ({exc})") from exc
         if booster.num_feature() != len(schema.features):
             raise ModelError(
-                f"the model in {folder} has {booster.num_feature()} features, its schema {len(schema.features)}"
+                f"model {verified.label} is refused: it has {booster.num_feature()} features, its schema {len(schema.features)}"
             )
         return cls(booster, len(schema.classes))
 

@@ -6,7 +6,6 @@ loads it. Anywhere else (no key, another CPU family, lleaves missing) the text m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from ..store import version_label
+from ..manifest import VerifiedVersion
 from .lightgbm_model import LIGHTGBM_FILE, class_columns
 
 NATIVE_FILE, NATIVE_INFO = "model.native.o", "model.native.json"
@@ -73,31 +72,29 @@ class NativeLightGBMEstimator:
         return None
 
 
-def load_native(folder: Path, digests: dict[str, str], n_classes: int) -> NativeLightGBMEstimator | None:
+def load_native(verified: VerifiedVersion, n_classes: int) -> NativeLightGBMEstimator | None:
     """The compiled model of a verified, signed version, or None to fall back to the text model."""
-    if NATIVE_FILE not in digests or NATIVE_INFO not in digests:
+    if NATIVE_FILE not in verified.digests or NATIVE_INFO not in verified.digests:
         return None
     try:
         import lleaves
         import llvmlite.binding as llvm
     except ImportError:
-        log.warning("model %s has a compiled predictor but lleaves is not installed: using LightGBM", folder)
+        log.warning("model %s has a compiled predictor but lleaves is not installed: using LightGBM", verified.label)
         return None
-    info = json.loads((folder / NATIVE_INFO).read_text())
+    info = json.loads(verified.text(NATIVE_INFO))
     if info.get("target") != llvm.get_process_triple():
-        log.info("model %s was compiled for %s, this host is %s: using LightGBM", folder, info.get("target"), llvm.get_process_triple())
+        log.info("model %s was compiled for %s, this host is %s: using LightGBM", verified.label, info.get("target"), llvm.get_process_triple())
         return None
-    code = (folder / NATIVE_FILE).read_bytes()
-    # lleaves loads whatever file it is given, so it gets a private copy whose bytes were checked
-    # against the signed MANIFEST (the shared file could change between the check and the load).
-    if hashlib.sha256(code).hexdigest() != digests[NATIVE_FILE]:
-        raise ModelError(f"model {version_label(folder)} is refused: file '{NATIVE_FILE}' does not match its MANIFEST")
+    # lleaves loads whatever files it is given, so it gets a private copy of the bytes that were
+    # checked against the signed MANIFEST, never the store's files (they could change after the check).
     with tempfile.TemporaryDirectory(prefix="mljobs-native-") as scratch:
-        copy = Path(scratch) / NATIVE_FILE
-        copy.write_bytes(code)
-        model = lleaves.Model(model_file=str(folder / LIGHTGBM_FILE))
+        code, text = Path(scratch) / NATIVE_FILE, Path(scratch) / LIGHTGBM_FILE
+        code.write_bytes(verified.files[NATIVE_FILE])
+        text.write_bytes(verified.files[LIGHTGBM_FILE])
+        model = lleaves.Model(model_file=str(text))
         try:
-            model.compile(cache=str(copy), target_cpu=info["cpu"], target_cpu_features="")
+            model.compile(cache=str(code), target_cpu=info["cpu"], target_cpu_features="")
         except (RuntimeError, KeyError) as exc:  # LLVM refuses the object file, or no cpu recorded
-            raise ModelError(f"model {version_label(folder)} is refused: its compiled predictor does not load ({exc})") from exc
+            raise ModelError(f"model {verified.label} is refused: its compiled predictor does not load ({exc})") from exc
     return NativeLightGBMEstimator(model, n_classes)

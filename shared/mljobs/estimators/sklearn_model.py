@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 from ..schema import CLASSIFICATION, FeatureSchema
-from ..store import version_label
+from ..manifest import VerifiedVersion
 
 SKOPS_FILE = "model.skops"
 # Types a model file may contain beyond what skops trusts by default: scikit-learn's own, and
@@ -49,21 +49,21 @@ class SklearnEstimator:
         return None
 
     @classmethod
-    def load(cls, folder: Path, schema: FeatureSchema) -> SklearnEstimator:
+    def load(cls, verified: VerifiedVersion, schema: FeatureSchema) -> SklearnEstimator:
         import skops.io
 
-        path = folder / SKOPS_FILE
         try:
-            untrusted = skops.io.get_untrusted_types(file=path)
+            data = verified.files[SKOPS_FILE]
+            untrusted = skops.io.get_untrusted_types(data=data)
         except Exception as exc:  # skops raises assorted errors on a damaged file
-            raise ModelError(f"model {version_label(folder)} is refused: skops cannot read it ({exc})") from exc
+            raise ModelError(f"model {verified.label} is refused: skops cannot read it ({exc})") from exc
         refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES)]
         if refused:
-            raise ModelError(f"model {version_label(folder)} is refused: it contains the untrusted type {refused[0]}")
+            raise ModelError(f"model {verified.label} is refused: it contains the untrusted type {refused[0]}")
         try:
-            model = skops.io.load(path, trusted=untrusted)
+            model = skops.io.loads(data, trusted=untrusted)
         except Exception as exc:
-            raise ModelError(f"model {version_label(folder)} is refused: skops cannot load it ({exc})") from exc
+            raise ModelError(f"model {verified.label} is refused: skops cannot load it ({exc})") from exc
         return cls(model, schema.task == CLASSIFICATION)
 
 

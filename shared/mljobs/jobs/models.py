@@ -12,7 +12,8 @@ from ..errors import UsageError
 from ..estimators.native_lightgbm import NATIVE_FILE
 from ..predictor import METADATA_FILE
 from ..runs import RunLog, RunRecord
-from ..store import LATEST, PRODUCTION, ModelRef, ModelStore, verify_manifest
+from ..store import LATEST, PRODUCTION, ModelRef, ModelStore
+from .store_option import STORE_DEFAULT, add_store_flag, job_store
 from .common import add_common_flags, run_job
 
 
@@ -20,6 +21,7 @@ def parser() -> argparse.ArgumentParser:
     # Answers go to stdout (the launcher parses them as JSON); logs and errors go to stderr.
     p = argparse.ArgumentParser(prog="models", description="Look at and move models in the store.")
     add_common_flags(p)
+    add_store_flag(p)
     sub = p.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="every model with its versions and aliases")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -52,9 +54,8 @@ def model_summaries(store: ModelStore) -> list[dict[str, Any]]:
 
 def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
     version = store.resolve(ref)
-    folder = store.model_dir(ref.name) / version
-    verified = verify_manifest(folder)
-    meta = json.loads((folder / METADATA_FILE).read_text())
+    verified = store.open_version(ref.name, version)
+    meta = json.loads(verified.text(METADATA_FILE))
     return {
         "name": ref.name,
         "version": version,
@@ -66,7 +67,7 @@ def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
         "evaluation": meta.get("evaluation"),
         "source": meta.get("source"),
         "run_id": meta.get("run_id"),
-        "files": sorted(p.name for p in folder.iterdir()),
+        "files": sorted({f.split("/")[0] for f in store.version_files(ref.name, version)}),
         "signature_checked": verified.signed,  # only where a signing key is set
         "compiled_predictor": NATIVE_FILE in verified.digests,
     }
@@ -88,9 +89,9 @@ def promote_if_better(store: ModelStore, name: str, alias: str, metric: str | No
     current = store.aliases(name).get(alias)
     if current == latest:
         return f"{name}@{alias} is already version {latest}"
-    new_meta = json.loads((store.verified_dir(name, latest) / METADATA_FILE).read_text())
+    new_meta = json.loads(store.open_version(name, latest).text(METADATA_FILE))
     if gate and current is not None:
-        old_meta = json.loads((store.verified_dir(name, current) / METADATA_FILE).read_text())
+        old_meta = json.loads(store.open_version(name, current).text(METADATA_FILE))
         metric, new = metric_of(new_meta, metric)
         _, old = metric_of(old_meta, metric)
         if new is None or old is None:
@@ -109,13 +110,13 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def execute(args: argparse.Namespace, record: RunRecord) -> None:
-    store = ModelStore(args.models_dir)
+    store = job_store(args)
     if args.command == "list":
         models = model_summaries(store)
         if args.json:
             print(json.dumps(models, indent=2))
         elif not models:
-            print(f"no models in {store.root} yet")
+            print(f"no models in {store.location} yet")
         else:
             print_table([["MODEL", "VERSIONS", "ALIASES"]] + [
                 [m["name"], ",".join(m["versions"]), " ".join(f"{a}={v}" for a, v in m["aliases"].items())] for m in models
@@ -164,7 +165,7 @@ def report(record: RunRecord, name: str, alias: str, store: ModelStore, message:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Only what changes the store is a run worth keeping; looking (list, show, runs) leaves no record.
-    return run_job("models", parser(), {}, execute, argv, recorded=lambda args: args.command in MOVES)
+    return run_job("models", parser(), STORE_DEFAULT, execute, argv, recorded=lambda args: args.command in MOVES)
 
 
 if __name__ == "__main__":

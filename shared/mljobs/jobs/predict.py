@@ -6,17 +6,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from .. import demo
 from ..batch import BatchOptions, Source, run_key, score_source
 from ..errors import BadInputError, UsageError
-from ..outputs import FORMATS, committed_folder, earlier_run, ensure_output_root, run_folder
+from ..outputs import FORMATS, committed_folder, output_root as output_location, earlier_run, ensure_output_root, run_folder
 from ..predictor import load_predictor
 from ..runs import RunRecord
-from ..store import ModelRef, ModelStore
+from ..store import ModelRef
 from ..tableio import NoInputFiles, resolve_inputs
+from .store_option import STORE_DEFAULT, add_store_flag, job_store
 from .common import add_common_flags, as_list, run_job
 
 log = logging.getLogger("mljobs.predict")
@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=int, help="rows scored at a time (default 100000); memory follows it")
     p.add_argument("--threads", type=int, help="prediction threads (default: all cores)")
     add_common_flags(p)
+    add_store_flag(p)
     return p
 
 
@@ -62,7 +63,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     )
     if options.chunk_rows < 1:
         raise UsageError("--chunk-rows must be at least 1")
-    output_root = Path(args.output)
+    output_root = output_location(args.output)
     ensure_output_root(output_root)
     try:
         source = Source(tuple(resolve_inputs(args.input)) if args.input else ())
@@ -73,7 +74,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
         log.info("no files match %s: nothing to score", args.input)
         return
     record.input = source.name
-    predictor = load_predictor(ModelStore(args.models_dir), ModelRef.parse(args.model), strict_categories=options.strict)
+    predictor = load_predictor(job_store(args), ModelRef.parse(args.model), strict_categories=options.strict)
     record.model = {"name": predictor.name, "version": predictor.version}
     input_fingerprint = source.fingerprint()
     key = run_key(predictor, input_fingerprint, options)
@@ -107,7 +108,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job("predict", parser(), DEFAULTS, execute, argv)
+    return run_job("predict", parser(), {**DEFAULTS, **STORE_DEFAULT}, execute, argv)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import BadInputError, InvalidRecordsError, MljobsError, ModelError, UsageError
-from ..outputs import FORMATS, TableWriter, committed_folder, ensure_output_root, run_folder
+from ..outputs import FORMATS, TableWriter, output_root as output_location, committed_folder, ensure_output_root, run_folder
 from ..predictor import load_predictor
+from ..objectstore import filesystem, is_s3, translated
 from ..runs import RunRecord
-from ..store import ModelRef, ModelStore
+from ..tableio import SUFFIXES, resolve_inputs
+from ..store import ModelRef
+from .store_option import STORE_DEFAULT, add_store_flag, job_store
 from .common import add_common_flags, as_list, run_job
 
 log = logging.getLogger("mljobs.sql")
@@ -38,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS)
     p.add_argument("--show", type=int, help="rows of the result to print (default 10)")
     add_common_flags(p)
+    add_store_flag(p)
     return p
 
 
@@ -59,13 +63,13 @@ def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
     from ..sql.duckdb_udf import register
 
     con = duckdb.connect()
-    store = ModelStore(args.models_dir)
+    store = job_store(args)
     refs = {ModelRef.parse(m).name: ModelRef.parse(m) for m in as_list(args.model)}
     wanted = {name.lower() for name in models_called(query)}
     known = {function_name(n)[len("predict_"):].lower(): n for n in store.names()} | {k.lower(): k for k in refs}
     missing = sorted(wanted - set(known))
     if missing:
-        raise ModelError(f"the query calls predict_{missing[0]}, but there is no model '{missing[0]}' in {store.root} "
+        raise ModelError(f"the query calls predict_{missing[0]}, but there is no model '{missing[0]}' in {store.location} "
                          f"(models: {', '.join(store.names()) or 'none yet'})")
     used = []
     for key in sorted(wanted):
@@ -78,6 +82,9 @@ def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
         name, _, path = spec.partition("=")
         if not name or not path:
             raise UsageError(f"--table {spec}: use NAME=PATH")
+        if is_s3(path):  # DuckDB scans it as an Arrow dataset read through pyarrow's S3 client, batch by batch
+            con.register(name, s3_dataset(path))
+            continue
         reader = "read_csv_auto" if path.lower().endswith(".csv") else "read_parquet"
         quoted_name, quoted_path = name.replace('"', '""'), path.replace("'", "''")
         try:
@@ -86,6 +93,18 @@ def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
         except duckdb.Error as exc:  # a missing or unreadable file: the table's name, exit 3
             raise BadInputError(f"--table {name}: {engine_error(exc)}") from None
     return con
+
+
+def s3_dataset(spec: str) -> Any:
+    """The objects an s3:// table names (an object, a prefix or a glob), as one lazy dataset."""
+    import pyarrow.dataset as ds
+
+    files = resolve_inputs(spec)
+    formats = {SUFFIXES[f.suffix.lower()] for f in files}
+    if len(formats) > 1:
+        raise BadInputError(f"--table {spec} mixes CSV and Parquet files")
+    with translated(f"input {spec}", BadInputError):
+        return ds.dataset([str(f).removeprefix("s3://") for f in files], filesystem=filesystem(), format=formats.pop())
 
 
 def engine_error(exc: Exception) -> MljobsError:
@@ -111,7 +130,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
 
     query = query_text(args)
     record.input = query if len(query) <= 500 else query[:497] + "..."
-    output_root = Path(args.output)
+    output_root = output_location(args.output)
     ensure_output_root(output_root)
     con = connect(args, query, record)
     final = run_folder(output_root, "sql", record.run_id, partition="job")
@@ -136,7 +155,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job("sql", parser(), DEFAULTS, execute, argv)
+    return run_job("sql", parser(), {**DEFAULTS, **STORE_DEFAULT}, execute, argv)
 
 
 if __name__ == "__main__":

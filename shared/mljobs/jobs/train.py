@@ -14,9 +14,9 @@ import yaml
 from .. import demo
 from ..errors import UsageError
 from ..runs import RunRecord
-from ..store import ModelStore
-from ..tableio import fingerprint, read_table, resolve_inputs
+from ..tableio import DataFile, fingerprint, read_table, resolve_inputs
 from ..training import TrainSpec, publish, train
+from .store_option import STORE_DEFAULT, add_store_flag, job_store
 from .common import add_common_flags, as_list, run_job
 
 log = logging.getLogger("mljobs.train")
@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default 42)")
     p.add_argument("--promote", help="also point this alias (e.g. production) at the new version")
     add_common_flags(p)
+    add_store_flag(p)
     return p
 
 
@@ -72,7 +73,7 @@ def parse_params(value: Any) -> dict[str, Any]:
     return value
 
 
-def load_data(args: argparse.Namespace) -> tuple[pa.Table, list[Path]]:
+def load_data(args: argparse.Namespace) -> tuple[pa.Table, list[DataFile]]:
     if args.input is None:
         if args.target not in (None, demo.TARGET):
             raise UsageError(f"--target needs --input (the demo data's target is '{demo.TARGET}')")
@@ -97,7 +98,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     )
     trained = train(table, spec)
     record.rows = trained.rows
-    store = ModelStore(args.models_dir)
+    store = job_store(args)
     version = publish(store, args.model, trained, {
         "run_id": record.run_id, "created": record.started, "source": record.input,
         "data_fingerprint": fingerprint(files) if files else None,
@@ -117,7 +118,7 @@ def print_metrics(metrics: dict[str, float], description: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job("train", parser(), DEFAULTS, execute, argv)
+    return run_job("train", parser(), {**DEFAULTS, **STORE_DEFAULT}, execute, argv)
 
 
 if __name__ == "__main__":

@@ -54,8 +54,8 @@ class Project:
 
 def role_environment(role: Role, values: Mapping[str, str]) -> dict[str, str]:
     """The role's variables with their values on this host, then `values`, then the signing key."""
-    return container_environment(**{**{s.variable: s.value() for s in role.environment if s is not contract.SIGNING_KEY},
-                                    **values})
+    plain, secret = contract.role_variables(role)
+    return container_environment(**{**plain, **secret, **values})
 
 
 def role_container(client: Any, project: Project, role: Role, environment: Mapping[str, str],
@@ -71,7 +71,7 @@ def role_container(client: Any, project: Project, role: Role, environment: Mappi
         "mounts": [*volumes, *binds],
         "environment": role_environment(role, environment),
         "labels": project.labels(role.name),
-        "network_disabled": not role.network,
+        "network_disabled": not contract.needs_network(role),
         **contract.limits(role),
         **contract.lockdown(),
     }

@@ -16,7 +16,7 @@ from docker.types import Mount
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
-from ..contract import IMAGE_USER, ROLES, STARTED_BY
+from ..contract import IMAGE_USER, ROLES, STARTED_BY, needs_network
 from . import swarm
 from .engine import LauncherError, Project, require_image, role_container
 
@@ -120,6 +120,7 @@ def job_container(client: Any, project: Project, spec: JobSpec, started_by: str)
     role = ROLES[spec.job]
     binds = [Mount(target, bind.source, type="bind", read_only=bind.read_only) for target, bind in spec.mounts.items()]
     settings = role_container(client, project, role, {STARTED_BY.variable: started_by}, binds, spec.user)
+    settings["network_disabled"] = not needs_network(role, spec.args)  # an s3:// input or output needs one
     if spec.cpus is not None:
         settings["nano_cpus"] = int(spec.cpus * 1e9)
     if spec.memory is not None:

@@ -19,7 +19,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, NotFound
 
 from ..predictor import Predictor
-from ..store import ModelRef, ModelStore
+from ..signing import signing_key
+from ..store import ModelRef, ModelStore, store_location
 from .errors import ApiError
 from .holder import ModelHolder
 from .http import HttpRequest, Reply
@@ -33,6 +34,7 @@ log = logging.getLogger("mljobs.serve")
 
 DEFAULTS = {
     "MODELS_DIR": "/models",
+    "STORE": "",  # a folder or s3://bucket/prefix; wins over MODELS_DIR
     "MODEL": "demo",
     "POLL_SECONDS": "2",
     "STALE_SECONDS": "",  # not ready when the alias has not been followed for this long (default: max(30, 10 polls))
@@ -50,7 +52,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_BODY_BYTES"])
     metrics = ServerMetrics()
     stale = float(settings["STALE_SECONDS"]) if settings["STALE_SECONDS"] else None
-    holder = ModelHolder(ModelStore(settings["MODELS_DIR"]), ModelRef.parse(settings["MODEL"]), metrics,
+    store = ModelStore(store_location(settings["MODELS_DIR"], settings["STORE"] or None), signing_key())
+    holder = ModelHolder(store, ModelRef.parse(settings["MODEL"]), metrics,
                          float(settings["POLL_SECONDS"]), stale)
     holder.refresh()
     holder.start_following()

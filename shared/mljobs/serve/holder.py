@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import MljobsError
+from ..objectstore import STORE_OUTAGES
 from ..predictor import Predictor, load_predictor
 from ..store import ModelRef, ModelStore
 from .metrics import ServerMetrics
@@ -81,6 +82,10 @@ class ModelHolder:
             return
         try:
             predictor = load_predictor(self.store, ModelRef(self.ref.name, version=version))
+        except STORE_OUTAGES as exc:  # the store, not the version, failed: try it again next round
+            self.metrics.follow_errors.inc()
+            self._note_failure(f"version {version} not loaded: {exc}")
+            return
         except Exception as exc:  # a refused version, or a file that cannot be read or parsed
             self.refused.add(version)
             self.metrics.load_failures.labels(version).inc()

@@ -12,7 +12,6 @@ job. Two forms:
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +21,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import InvalidRecordsError
-from ..predictor import Predictor, load_version
+from ..predictor import Predictor, load_verified, load_version
+from ..signing import signing_key
 from ..store import ModelRef, ModelStore
 from . import label_type, score_rows
 
@@ -33,13 +33,11 @@ def ship(spark: Any, models_dir: str | Path, ref: ModelRef | str) -> tuple[str, 
     """Load (and so verify) the version on the driver, then ship its folder to every executor;
     returns the shipped folder's name and the driver's copy of the model."""
     ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
-    store = ModelStore(models_dir)
-    version = store.resolve(ref)
-    folder = store.model_dir(ref.name) / version
-    local = load_version(folder, ref.name, version)
-    shipped = f"mljobs-{ref.name}-{version}"
-    staging = Path(tempfile.mkdtemp(prefix="mljobs-ship-")) / shipped
-    shutil.copytree(folder, staging)
+    store = ModelStore(models_dir, signing_key())  # a folder or s3://bucket/prefix
+    verified = store.open_version(ref.name, store.resolve(ref))
+    local = load_verified(verified)
+    shipped = f"mljobs-{ref.name}-{verified.version}"
+    staging = verified.write_to(Path(tempfile.mkdtemp(prefix="mljobs-ship-")) / shipped)  # the checked bytes
     spark.sparkContext.addFile(str(staging), recursive=True)
     return shipped, local
 
@@ -49,7 +47,7 @@ def _predictor(shipped: str, name: str, version: str) -> Predictor:
     """On an executor: the shipped folder, verified again after its journey, loaded once."""
     from pyspark import SparkFiles
 
-    return load_version(Path(SparkFiles.get(shipped)), name, version)
+    return load_version(Path(SparkFiles.get(shipped)), name, version, key=signing_key())
 
 
 def _spark_type(predictor: Predictor, proba: bool) -> str:
