@@ -92,12 +92,18 @@ def test_publish_sweeps_staging_left_by_killed_writers_but_not_live_ones(tmp_pat
     assert store.versions("m") == ["1", "2"]
 
 
-def test_rollback_refuses_a_tampered_version_and_leaves_the_alias(tmp_path):
-    store = ModelStore(tmp_path)
+def promoted_twice(root):
+    """A store where production went 1 -> 2, so a rollback would go back to 1."""
+    store = ModelStore(root)
     publish_text(store, "m", "a")
     publish_text(store, "m", "b")
     store.promote("m", "1", "production")
     store.promote("m", "2", "production")
+    return store
+
+
+def test_rollback_refuses_a_tampered_version_and_leaves_the_alias(tmp_path):
+    store = promoted_twice(tmp_path)
     (tmp_path / "m" / "1" / "model.txt").write_text("evil")
     with pytest.raises(ModelError, match="m:1 is refused: file 'model.txt' does not match"):
         store.rollback("m", "production")
@@ -108,11 +114,7 @@ def test_rollback_refuses_a_tampered_version_and_leaves_the_alias(tmp_path):
 def test_rollback_to_a_version_that_is_gone_is_refused(tmp_path):
     import shutil
 
-    store = ModelStore(tmp_path)
-    publish_text(store, "m", "a")
-    publish_text(store, "m", "b")
-    store.promote("m", "1", "production")
-    store.promote("m", "2", "production")
+    store = promoted_twice(tmp_path)
     shutil.rmtree(tmp_path / "m" / "1")
     with pytest.raises(ModelError, match="no version 1"):
         store.rollback("m", "production")

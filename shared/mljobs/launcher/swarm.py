@@ -7,20 +7,23 @@ one host; the store and the run records are folders every node sees at the same 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from typing import Any, Callable
 
 from docker.errors import APIError, NotFound
-from docker.types import DriverConfig, Mount, Resources, RestartPolicy, ServiceMode
+from docker.types import DriverConfig, Mount, Resources, RestartPolicy, SecretReference, ServiceMode
 from docker.utils import parse_bytes
 
 from .. import contract
-from ..contract import ROLES, STARTED_BY, Setting
+from ..contract import ROLES, SIGNING_KEY_FILE, STARTED_BY, Setting
+from ..signing import KEY_VARIABLE
 from .engine import LauncherError, Project, role_environment
 
 STORE_DIR = Setting("MLJOBS_STORE_DIR", "")
 RUNS_DIR = Setting("MLJOBS_RUNS_DIR", "")
+KEY_SECRET = "mljobs_signing_key"  # its file in /run/secrets, named as the stack's
 FINAL_STATES = {"complete", "failed", "rejected", "shutdown", "orphaned"}
 
 
@@ -39,11 +42,19 @@ def shared_folders() -> dict[str, str]:
     return folders
 
 
+def shared_volume(project: Project, name: str, folder: str) -> str:
+    """The node-local volume that binds `folder`, named after it: a node keeps a volume once made
+    and mounts an existing one as it is, so a name reused for another folder (MLJOBS_RUNS_DIR
+    changed, or the stack's or compose's volume of the same name) would mount the old one."""
+    return f"{project.name}_{name}_{hashlib.sha256(folder.encode()).hexdigest()[:12]}"
+
+
 def service_spec(project: Project, job: str, args: list[str], binds: list[Mount], user: str | None,
                  cpus: float | None, memory: str | None, started_by: str) -> dict[str, Any]:
     """docker-py's services.create() arguments for a job, from the contract."""
     role, folders = ROLES[job], shared_folders()
-    volumes = [Mount(m.target, f"{project.name}_{m.source}", type="volume", read_only=m.read_only,
+    name = f"{project.name}-{job}-{secrets.token_hex(4)}"
+    volumes = [Mount(m.target, shared_volume(project, m.source, folders[m.source]), type="volume", read_only=m.read_only,
                      driver_config=DriverConfig("local", {"type": "none", "o": "bind", "device": folders[m.source]}))
                for m in role.mounts if m.is_volume]
     limits = contract.limits(role)
@@ -55,7 +66,11 @@ def service_spec(project: Project, job: str, args: list[str], binds: list[Mount]
         "image": contract.image(role, project.tag),
         "command": list(role.entrypoint) if role.entrypoint else None,
         "args": args,
-        "name": f"{project.name}-{job}-{secrets.token_hex(4)}",
+        "name": name,
+        # A job has no network (the contract), but Swarm cannot attach a service to `none` (moby#44403)
+        # and without a network it joins the node's bridge: its own internal overlay, made by
+        # run_service_job, has no gateway and nothing else on it.
+        "networks": [] if role.network else [name],
         "mode": ServiceMode("replicated-job"),
         "restart_policy": RestartPolicy(condition="none"),  # a failed job is reported, not retried
         "env": [f"{k}={v}" for k, v in environment.items()],
@@ -71,8 +86,16 @@ def service_spec(project: Project, job: str, args: list[str], binds: list[Mount]
 
 def run_service_job(client: Any, spec: dict[str, Any], on_log: Callable[[str], None],
                     timeout: float | None) -> tuple[int, str, str, bool]:
-    """Run the job service to its end: (exit code, stderr, stdout, timed out). Removed afterwards."""
-    service = client.services.create(**spec)
+    """Run the job service to its end: (exit code, stderr, stdout, timed out). Removed afterwards,
+    with its network and secret."""
+    made = [client.networks.create(name, driver="overlay", internal=True, labels=spec["labels"])
+            for name in spec["networks"]]
+    try:
+        spec = _key_as_secret(client, spec, made)
+        service = client.services.create(**spec)
+    except BaseException:
+        _remove(made)
+        raise
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
@@ -96,6 +119,34 @@ def run_service_job(client: Any, spec: dict[str, Any], on_log: Callable[[str], N
             service.remove()
         except (NotFound, APIError):
             pass
+        _remove(made)
+
+
+def _key_as_secret(client: Any, spec: dict[str, Any], made: list[Any]) -> dict[str, Any]:
+    """The spec with the signing key moved out of its environment, which `docker service inspect`
+    shows, into a Docker secret of the job's own, read from a file as the stack's replicas do."""
+    prefix = f"{KEY_VARIABLE}="
+    key = next((entry[len(prefix):] for entry in spec["env"] if entry.startswith(prefix)), None)
+    if key is None:
+        return spec
+    secret = client.secrets.create(name=spec["name"], data=key.encode(), labels=spec["labels"])
+    made.append(secret)
+    env = [entry for entry in spec["env"] if not entry.startswith(prefix)]
+    return {**spec, "env": [*env, f"{SIGNING_KEY_FILE}=/run/secrets/{KEY_SECRET}"],
+            "secrets": [SecretReference(secret.id, spec["name"], filename=KEY_SECRET)]}
+
+
+def _remove(made: list[Any]) -> None:
+    """The job's network and secret, once its service is gone."""
+    for thing in reversed(made):
+        for _ in range(20):  # the manager may still count the removed service as their user for a moment
+            try:
+                thing.remove()
+                break
+            except NotFound:
+                break
+            except APIError:
+                time.sleep(0.25)
 
 
 def _logs(service: Any, stderr: bool) -> str:
