@@ -34,14 +34,6 @@ class VerifiedVersion:
     def text(self, file: str) -> str:
         return self.files[file].decode("utf-8")
 
-    def write_to(self, folder: Path) -> Path:
-        """A copy of the version's files (and MANIFEST) in `folder`, e.g. to ship to Spark executors."""
-        folder.mkdir(parents=True, exist_ok=True)
-        for file, data in self.files.items():
-            (folder / file).parent.mkdir(parents=True, exist_ok=True)
-            (folder / file).write_bytes(data)
-        return folder
-
 
 # Kept for the callers that only need what a check proved.
 Verified = VerifiedVersion

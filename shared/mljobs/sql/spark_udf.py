@@ -1,8 +1,9 @@
 """Stored models as Spark functions, for data that outgrows one machine.
 
-The verified version folder is shipped to the executors with SparkContext.addFile; each Python
-worker loads (and verifies) it once and scores Arrow batches through the same core as the batch
-job. Two forms:
+The verified version's files are shipped to the executors as a zip with SparkContext.addArchive
+(Spark unpacks it on each node; a folder can be added with addFile only in local mode); each
+Python worker loads (and verifies) it once and scores Arrow batches through the same core as the
+batch job. Two forms:
 
     spark.udf.register("predict_demo", prediction_udf(spark, "/models", "demo"))
     spark.sql("SELECT *, predict_demo(struct(*)) AS churn FROM new")
@@ -12,7 +13,8 @@ job. Two forms:
 
 from __future__ import annotations
 
-import tempfile
+import hashlib
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import InvalidRecordsError
+from ..manifest import VerifiedVersion, manifest_text
 from ..predictor import Predictor, load_verified, load_version
 from ..signing import signing_key
 from ..store import ModelRef, ModelStore
@@ -30,21 +33,39 @@ SPARK_TYPES = {pa.string(): "string", pa.int64(): "bigint", pa.bool_(): "boolean
 
 
 def ship(spark: Any, models_dir: str | Path, ref: ModelRef | str) -> tuple[str, Predictor]:
-    """Load (and so verify) the version on the driver, then ship its folder to every executor;
-    returns the shipped folder's name and the driver's copy of the model."""
+    """Load (and so verify) the version on the driver, then ship its files to every executor;
+    returns the shipped archive's name and the driver's copy of the model."""
+    from pyspark import SparkFiles
+
     ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
     store = ModelStore(models_dir, signing_key())  # a folder or s3://bucket/prefix
     verified = store.open_version(ref.name, store.resolve(ref))
     local = load_verified(verified)
-    shipped = f"mljobs-{ref.name}-{verified.version}"
-    staging = verified.write_to(Path(tempfile.mkdtemp(prefix="mljobs-ship-")) / shipped)  # the checked bytes
-    spark.sparkContext.addFile(str(staging), recursive=True)
+    # Named by its contents: Spark refuses one name from two paths, so the same bytes ship once.
+    every_file = {file: hashlib.sha256(data).hexdigest() for file, data in verified.files.items()}
+    digest = hashlib.sha256(manifest_text(every_file).encode()).hexdigest()[:16]
+    shipped = f"mljobs-{ref.name}-{verified.version}-{digest}.zip"
+    context = spark.sparkContext
+    if not any(uri.rsplit("/", 1)[-1] == shipped for uri in context.listArchives):
+        # The driver's SparkFiles folder is deleted when the context stops; a subfolder keeps the
+        # zip apart from where local mode unpacks it.
+        staging = Path(SparkFiles.getRootDirectory()) / "mljobs-staging" / shipped
+        write_zip(verified, staging)
+        context.addArchive(str(staging))
     return shipped, local
+
+
+def write_zip(verified: VerifiedVersion, path: Path) -> None:
+    """The version's checked bytes (MANIFEST included) as a zip at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file, data in sorted(verified.files.items()):
+            archive.writestr(file, data)
 
 
 @lru_cache(maxsize=8)
 def _predictor(shipped: str, name: str, version: str) -> Predictor:
-    """On an executor: the shipped folder, verified again after its journey, loaded once."""
+    """On an executor: the shipped files (unpacked by Spark), verified again after their journey, loaded once."""
     from pyspark import SparkFiles
 
     return load_version(Path(SparkFiles.get(shipped)), name, version, key=signing_key())
