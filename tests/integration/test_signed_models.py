@@ -30,7 +30,7 @@ def signed(built_images, tmp_path_factory, monkeypatch_module):
     (data_dir / "output").chmod(0o777)
     project = Compose(f"mljobs-test-{secrets.token_hex(4)}", data_dir)
     project.env["MLJOBS_SIGNING_KEY"] = KEY
-    monkeypatch_module.setenv("MLJOBS_SIGNING_KEY", KEY)  # the host-side checks hold the key too
+    monkeypatch_module.setenv("MLJOBS_SIGNING_KEY", KEY)  # host-side jobs and servers hold the key too
     trained = project.run("train", "--promote", "production")
     assert trained.returncode == 0, trained.stderr[-3000:]
     yield project
@@ -47,7 +47,7 @@ def test_predict_and_serve_score_a_signed_model_with_its_compiled_predictor(sign
     shown = signed.run("models", "show", "demo", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["signature_checked"] is True and json.loads(shown.stdout)["compiled_predictor"] is True
-    predictor = load_predictor(ModelStore(signed.copy_store("demo", signed.data_dir / "store-copy")), "demo")
+    predictor = load_predictor(ModelStore(signed.copy_store("demo", signed.data_dir / "store-copy"), KEY.encode()), "demo")
     assert isinstance(predictor.estimator, NativeLightGBMEstimator)
     rows = scoring_table()
     pacsv.write_csv(rows, signed.data_dir / "input" / "rows.csv")
