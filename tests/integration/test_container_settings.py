@@ -32,10 +32,11 @@ def assert_locked_down(container: str) -> None:
 
 def test_compose_containers_are_locked_down(compose):
     assert compose.run("train").returncode == 0
-    assert compose("up", "-d", "serve", "lb").returncode == 0
+    assert compose("up", "-d", "--wait", "serve", "lb").returncode == 0  # --wait: every health check passes
     for service in ("serve", "lb"):
         for container in compose.containers(service):
             assert_locked_down(container)
+            assert inspect(container)["State"]["Health"]["Status"] == "healthy", service
     for service in ("train", "predict", "sql", "models"):
         started = compose("run", "-d", "--entrypoint", "sleep", service, "30")
         assert started.returncode == 0, started.stderr

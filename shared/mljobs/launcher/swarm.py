@@ -23,7 +23,7 @@ from .engine import LauncherError, Project, role_environment
 
 STORE_DIR = Setting("MLJOBS_STORE_DIR", "")
 RUNS_DIR = Setting("MLJOBS_RUNS_DIR", "")
-KEY_SECRET = "mljobs_signing_key"  # its file in /run/secrets, named as the stack's
+KEY_SECRET = "mljobs_signing_key"  # nosec B105: the secret's name (its file in /run/secrets, as the stack names it), not its value
 FINAL_STATES = {"complete", "failed", "rejected", "shutdown", "orphaned"}
 
 
