@@ -269,3 +269,11 @@ def test_unknown_requested_output_is_a_400(client):
     body = {**per_feature(), "outputs": [{"name": "nope"}]}
     reply = client.post("/v2/models/demo/infer", json=body)
     assert reply.status_code == 400 and "'nope'" in reply.get_json()["error"]
+
+
+def test_an_np_bytes_tensor_may_carry_json_numbers_and_booleans(client):
+    """MLServer's NumpyRequestCodec sends a mixed-type array as BYTES holding plain JSON values."""
+    tensor = {"name": "input-0", "datatype": "BYTES", "shape": [1, 6], "parameters": {"content_type": "np"},
+              "data": [24, 6, 1.5, "basic", "south", False]}
+    reply = client.post("/v2/models/demo/infer", json={"inputs": [tensor]})
+    assert reply.status_code == 200, reply.get_json()

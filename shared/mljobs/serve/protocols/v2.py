@@ -79,9 +79,11 @@ def flatten(data: list[Any]) -> list[Any]:
     return out
 
 
-def json_value_fits(datatype: str, value: Any) -> bool:
+def json_value_fits(datatype: str, value: Any, content_type: str = "") -> bool:
     if value is None:
         return True  # JSON's null is a missing value
+    if datatype == "BYTES" and content_type == "np":  # NumpyRequestCodec on an object array: its values as they are
+        return isinstance(value, (str, int, float))
     if datatype == "BYTES":
         return isinstance(value, str)
     if datatype == "BOOL":
@@ -140,7 +142,8 @@ def tensor_of(item: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
         offset += size
     elif isinstance(item.get("data"), list):
         values = flatten(item["data"])
-        bad = next((v for v in values if not json_value_fits(datatype, v)), None)
+        content_type = str(parameters.get("content_type", ""))
+        bad = next((v for v in values if not json_value_fits(datatype, v, content_type)), None)
         if bad is not None:
             raise bad_request(f"input '{name}': {json.dumps(bad)[:40]} is not a {datatype} value")
     else:
