@@ -4,23 +4,31 @@
 it by its process id (it stops only on SIGKILL); `s3_env` (per test) creates a fresh bucket and
 sets the standard AWS_* variables for it, returning where it is. Import the fixtures into a
 conftest or test module: `from tests.s3 import s3_server, s3_env  # noqa: F401`.
+
+Containers cannot reach the host's 127.0.0.1: a `Relay` passes TCP from the Docker bridge's
+gateway address (`docker_gateway()`, which every container can reach) to the server, and shows
+each HTTP request line to a test first, so a test can kill the server at an exact request.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess  # nosec B404 - starts the test's own S3 server
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -50,6 +58,10 @@ class S3Server:
     process: subprocess.Popen[bytes]
     folder: Path
     command: list[str]
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
 
     def kill(self) -> None:
         """SIGKILL, by process id: weed ignores gentler signals."""
@@ -107,13 +119,16 @@ def start_server() -> S3Server:
     }]}
     (folder / "identities.json").write_text(json.dumps(identities))
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, metrics = free_ports(9)
+    # No side port on a fixed number (Lance's 9101, Iceberg's 8181), or a second server on the
+    # machine dies at start; a master that does not resume its raft state answers again in
+    # seconds after a kill, not after a 10 s election.
     command = [
         weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={folder / 'data'}",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.volumeSizeLimitMB=16",
-        "-master.telemetry=false",
+        "-master.telemetry=false", "-master.resumeState=false", "-master.electionTimeout=1s",
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=0",
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0",
+        "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         f"-s3.config={folder / 'identities.json'}", f"-metricsPort={metrics}",
     ]
     server = S3Server(f"http://127.0.0.1:{s3}", None, folder, command)  # type: ignore[arg-type]
@@ -157,3 +172,76 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
                         "AWS_REGION": REGION, "AWS_ENDPOINT_URL": s3_server.endpoint}.items():
         monkeypatch.setenv(name, value)
     return S3Env(s3_server, bucket)
+
+
+# --- reaching the server from containers -------------------------------------------------------
+
+def docker_gateway() -> str:
+    """The host's address on Docker's default bridge: containers on any bridge network reach it."""
+    found = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}"],
+                           capture_output=True, text=True, check=True, timeout=30)
+    config = json.loads(found.stdout)[0]
+    # Docker gives a bridge the first address of its subnet unless told otherwise.
+    return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+REQUEST_LINE = re.compile(rb"(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/1\.[01]")
+
+
+class Relay:
+    """TCP from `host` (an address containers reach) to the S3 server on 127.0.0.1, byte for byte.
+    `watch(method, path)`, when set, sees each request line (path unquoted, query dropped) before
+    the request is passed on: it may kill the server there."""
+
+    def __init__(self, host: str, server_port: int):
+        self.server_port = server_port
+        self.watch: Callable[[str, str], None] | None = None
+        self.listener = socket.create_server((host, 0))
+        self.endpoint = f"http://{host}:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, name="s3-relay", daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(("127.0.0.1", self.server_port), timeout=10)
+        except OSError:  # the server is down: the client sees its connection closed, as it would
+            client.close()
+            return
+        server.settimeout(None)
+        threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+        self._pump(client, server, True)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        partial = b""  # the unfinished last line of what the client sent so far
+        try:
+            while data := source.recv(1 << 16):
+                if requests and self.watch is not None:
+                    partial = self._see(partial + data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+    def _see(self, data: bytes) -> bytes:
+        *lines, rest = data.split(b"\r\n")
+        for line in lines:
+            match = REQUEST_LINE.fullmatch(line)
+            if match and self.watch is not None:
+                self.watch(match.group(1).decode(), unquote(urlsplit(match.group(2).decode()).path))
+        return rest[-8192:]

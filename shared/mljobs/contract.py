@@ -57,7 +57,8 @@ STARTED_BY = Setting("MLJOBS_STARTED_BY", "compose")
 # The model store: the models volume, or an object store (s3://bucket/prefix) and its credentials.
 STORE = Setting("MLJOBS_STORE", "")
 OBJECT_STORE = tuple(Setting(name, "") for name in (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL"))
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"))
 SECRETS = (SIGNING_KEY, *OBJECT_STORE[:3])  # handed on only when set, never as an empty value
 MODEL = Setting("MLJOBS_MODEL", "demo")
 WORKERS = Setting("MLJOBS_WORKERS", "2")
