@@ -5,8 +5,11 @@ side in one run:
   - mljobs fleet: replicas in containers behind the nginx load balancer (docker compose)
   - a minimal Flask + gunicorn app doing only JSON -> numpy -> booster.predict: the ceiling
   - `mlflow models serve` on the same booster
+  - the Open Inference Protocol (v2) on the same replica: one [1, F] tensor as JSON, and with the
+    binary tensor extension (tritonclient's default)
+  - MLServer's LightGBM runtime on the same booster (in-process workers), v2 JSON
 
-    .venv/bin/python bench/serve_http.py [--seconds 10] [--skip-mlflow] [--skip-fleet]
+    .venv/bin/python bench/serve_http.py [--seconds 10] [--skip-mlflow] [--skip-mlserver] [--skip-fleet]
 
 Needs wrk (apt-get install wrk). Targets (issue 5): at least 20x MLflow's req/s at c=16, at
 least 90% of the minimal app's req/s, p50 under 1 ms at c=1. wrk shares the two cores with the
@@ -21,10 +24,12 @@ import os
 import re
 import secrets
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -48,11 +53,35 @@ def predict():
     return Response(json.dumps({"prediction": float(booster.predict(row, num_threads=1)[0])}), mimetype="application/json")
 '''
 
+# The body comes from a file: it may be binary (the v2 binary tensor extension).
 WRK_SCRIPT = '''
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[{body}]]
+local f = io.open("{body_file}", "rb")
+wrk.body = f:read("*a")
+f:close()
+{headers}
 '''
+JSON = {"Content-Type": "application/json"}
+MLSERVER_PACKAGES = ["mlserver==1.7.1", "mlserver-lightgbm==1.7.1", "lightgbm==4.7.0", "pandas==2.3.3"]
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    body: bytes
+    health: str  # "" for none
+    headers: dict[str, str]
+
+
+def v2_bodies(values: list[float]) -> tuple[bytes, bytes, dict[str, str]]:
+    """One [1, F] FP64 tensor: as JSON, and as the binary extension (JSON header, then the raw
+    little-endian values; binary outputs asked for) with its headers."""
+    tensor = {"name": "input-0", "datatype": "FP64", "shape": [1, len(values)]}
+    as_json = json.dumps({"inputs": [{**tensor, "data": values}]}).encode()
+    header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": 8 * len(values)}}],
+                         "parameters": {"binary_data_output": True}}).encode()
+    binary = header + struct.pack(f"<{len(values)}d", *values)
+    return as_json, binary, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
 
 
 def free_port() -> int:
@@ -73,9 +102,13 @@ def wait_up(url: str, deadline_s: float = 90) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-def wrk(url: str, body: str, connections: int, seconds: int, work: Path) -> dict[str, float]:
-    script = work / f"post-{secrets.token_hex(3)}.lua"
-    script.write_text(WRK_SCRIPT.format(body=body))
+def wrk(target: Target, connections: int, seconds: int, work: Path) -> dict[str, float]:
+    token = secrets.token_hex(3)
+    body_file, script = work / f"body-{token}.bin", work / f"post-{token}.lua"
+    body_file.write_bytes(target.body)
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in target.headers.items())
+    script.write_text(WRK_SCRIPT.format(body_file=body_file, headers=headers))
+    url = target.url
     result = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                             capture_output=True, text=True, check=True).stdout
     def latency(pct: str) -> float:
@@ -90,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true")
     args = parser.parse_args()
     processes: list[subprocess.Popen] = []
@@ -103,22 +137,26 @@ def main() -> None:
                             "--runs-dir", str(work / "runs"), "--log-level", "WARNING"], check=True, stdout=subprocess.DEVNULL)
             booster = work / "models" / "bench" / "1" / "model.lgb.txt"
             record = numeric_table(1, seed=9).drop_columns(["label"]).to_pylist()[0]
-            body = json.dumps(record)
-            targets: dict[str, tuple[str, str, str]] = {}  # name -> (url, body, health url)
+            body = json.dumps(record).encode()
+            v2_json, v2_binary, binary_headers = v2_bodies([float(v) for v in record.values()])
+            targets: dict[str, Target] = {}
 
             port = free_port()
             env = {**os.environ, "MLJOBS_MODELS_DIR": str(work / "models"), "MLJOBS_MODEL": "bench", "MLJOBS_WORKERS": "2",
                    "MLJOBS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics")}
             processes.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(REPO / "images/serve/gunicorn.conf.py"),
                                                "mljobs.serve.app:create_app()"], env=env, stderr=subprocess.DEVNULL))
-            targets["mljobs, one replica"] = (f"http://127.0.0.1:{port}/predict", body, f"http://127.0.0.1:{port}/ping")
+            replica = f"http://127.0.0.1:{port}"
+            targets["mljobs, one replica"] = Target(f"{replica}/predict", body, f"{replica}/ping", JSON)
+            targets["mljobs v2, JSON [1, F]"] = Target(f"{replica}/v2/models/bench/infer", v2_json, f"{replica}/ping", JSON)
+            targets["mljobs v2, binary [1, F]"] = Target(f"{replica}/v2/models/bench/infer", v2_binary, f"{replica}/ping", binary_headers)
 
             port = free_port()
             (work / "minimal.py").write_text(MINIMAL_APP)
             processes.append(subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
                                                "--chdir", str(work), "minimal:app"], env={**os.environ, "MODEL_FILE": str(booster)},
                                               stderr=subprocess.DEVNULL))
-            targets["minimal Flask app (ceiling)"] = (f"http://127.0.0.1:{port}/predict", body, "")
+            targets["minimal Flask app (ceiling)"] = Target(f"http://127.0.0.1:{port}/predict", body, "", JSON)
 
             if not args.skip_mlflow:
                 python = cached_venv("mlflow", MLFLOW_PACKAGES)
@@ -129,8 +167,25 @@ def main() -> None:
                                                    "-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "--workers", "2"],
                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                                   env={**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"}))  # its uvicorn
-                targets["mlflow models serve"] = (f"http://127.0.0.1:{port}/invocations", json.dumps({"dataframe_records": [record]}),
-                                                  f"http://127.0.0.1:{port}/ping")
+                targets["mlflow models serve"] = Target(f"http://127.0.0.1:{port}/invocations",
+                                                        json.dumps({"dataframe_records": [record]}).encode(), f"http://127.0.0.1:{port}/ping", JSON)
+
+            if not args.skip_mlserver:
+                python = cached_venv("mlserver-lightgbm", MLSERVER_PACKAGES)
+                folder, port = work / "mlserver", free_port()
+                folder.mkdir()
+                (folder / "model.txt").write_bytes(booster.read_bytes())
+                # In-process workers (parallel_workers 0), as the issue asks; its own ports, no metrics server.
+                (folder / "settings.json").write_text(json.dumps({"http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+                                                                  "parallel_workers": 0, "metrics_endpoint": None}))
+                (folder / "model-settings.json").write_text(json.dumps({
+                    "name": "bench", "implementation": "mlserver_lightgbm.LightGBMModel", "parameters": {"uri": "./model.txt"}}))
+                processes.append(subprocess.Popen([str(python.parent / "mlserver"), "start", str(folder)], cwd=folder,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                  env={**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"}))
+                mlserver = f"http://127.0.0.1:{port}"
+                targets["MLServer LightGBM runtime, v2 JSON"] = Target(f"{mlserver}/v2/models/bench/infer", v2_json,
+                                                                       f"{mlserver}/v2/health/ready", JSON)
 
             if not args.skip_fleet:
                 compose_env = {**os.environ, "COMPOSE_PROJECT_NAME": f"mljobs-bench-{secrets.token_hex(3)}",
@@ -146,17 +201,16 @@ def main() -> None:
                                 "--model", "bench", "--params", '{"num_leaves": 63}'], env=compose_env, check=True, capture_output=True)
                 subprocess.run([*compose, "up", "-d", "--scale", "serve=2", "serve", "lb"], env=compose_env, check=True, capture_output=True)
                 lb = f"http://127.0.0.1:{compose_env['MLJOBS_LB_PORT']}"
-                targets["mljobs fleet via nginx (2 replicas)"] = (f"{lb}/predict", body, f"{lb}/ping")
+                targets["mljobs fleet via nginx (2 replicas)"] = Target(f"{lb}/predict", body, f"{lb}/ping", JSON)
 
-            for url, payload, health in targets.values():
-                if health:
-                    wait_up(health, 120)
+            for target in targets.values():
+                if target.health:
+                    wait_up(target.health, 120)
                 else:
                     time.sleep(3)  # the minimal app has no health route
-                requests.post(url, data=payload, headers={"Content-Type": "application/json"}, timeout=10).raise_for_status()
+                requests.post(target.url, data=target.body, headers=target.headers, timeout=10).raise_for_status()
 
-            results = {name: {c: wrk(url, payload, c, args.seconds, work) for c in (1, 16)}
-                       for name, (url, payload, _) in targets.items()}
+            results = {name: {c: wrk(target, c, args.seconds, work) for c in (1, 16)} for name, target in targets.items()}
         finally:
             for p in processes:
                 p.terminate()
@@ -176,6 +230,9 @@ def main() -> None:
     if "mlflow models serve" in results:
         print(f"  mljobs / mlflow at c=16: {ours[16]['rps'] / results['mlflow models serve'][16]['rps']:.1f}x (target: at least 20x)")
     print(f"  mljobs p50 at c=1: {ours[1]['p50']:.2f} ms (target: under 1 ms)")
+    if "MLServer LightGBM runtime, v2 JSON" in results:
+        v2 = results["mljobs v2, JSON [1, F]"][16]["rps"] / results["MLServer LightGBM runtime, v2 JSON"][16]["rps"]
+        print(f"  mljobs v2 JSON / MLServer's LightGBM runtime at c=16: {v2:.1f}x")
 
 
 if __name__ == "__main__":
