@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import pyarrow.parquet as pq
@@ -398,15 +399,21 @@ def test_a_swarm_job_has_no_network(swarm: SwarmLab, loading: Callable[[], None]
     monkeypatch.setenv("MLJOBS_RUNS_DIR", str(tmp_path))
     spec = service_spec(Project.from_env(), "predict", [swarm.node(1).address], [], None, None, None, "test")
     spec["command"] = ["python", "-c", PROBE]  # the predict job's container, running the probe instead
+    code, stderr, stdout = run_probe(swarm, spec)
+    assert code == 0, stderr
+    assert stdout.startswith("unreachable"), stdout
+    left = swarm.docker(1, "network", "ls", "-q", "--filter", "label=org.mljobs.role=predict").stdout.split()
+    assert left == []  # its network goes with it
+
+
+def run_probe(swarm: SwarmLab, spec: dict[str, Any]) -> tuple[int, str, str]:
+    """Run a job service on the lab's manager: (exit code, stderr, stdout)."""
     client = docker.DockerClient(base_url=swarm.docker_host(1))
     try:
         code, stderr, stdout, _ = run_service_job(client, spec, lambda line: None, timeout=120)
     finally:
         client.close()
-    assert code == 0, stderr
-    assert stdout.startswith("unreachable"), stdout
-    left = swarm.docker(1, "network", "ls", "-q", "--filter", "label=org.mljobs.role=predict").stdout.split()
-    assert left == []  # its network goes with it
+    return code, stderr, stdout
 
 
 # From inside a job: which signing-key variables it has, and the digest of the key it reads.
@@ -427,11 +434,7 @@ def test_a_swarm_job_gets_the_signing_key_as_a_secret(swarm: SwarmLab, loading: 
     monkeypatch.setenv("MLJOBS_RUNS_DIR", str(tmp_path))
     spec = service_spec(Project.from_env(), "predict", [], [], None, None, None, "test")
     spec["command"], spec["args"] = ["python", "-c", KEY_PROBE], []
-    client = docker.DockerClient(base_url=swarm.docker_host(1))
-    try:
-        code, stderr, stdout, _ = run_service_job(client, spec, lambda line: None, timeout=120)
-    finally:
-        client.close()
+    code, stderr, stdout = run_probe(swarm, spec)
     assert code == 0, stderr
     assert stdout.split() == ["['MLJOBS_SIGNING_KEY_FILE']", hashlib.sha256(key.encode()).hexdigest()]
     left = swarm.docker(1, "secret", "ls", "-q", "--filter", "label=org.mljobs.role=predict").stdout.split()

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, NotFound
@@ -120,7 +120,7 @@ def answered_by(predictor: Predictor | None) -> dict[str, str]:
 def http_request(app: Flask, params: Mapping[str, str]) -> HttpRequest:
     """Flask's request as the plain data the protocol handlers take."""
     return HttpRequest(
-        content_type=request.mimetype, headers={k.lower(): v for k, v in request.headers.items()}, params=dict(params),
+        content_type=request.mimetype, headers=cast(Mapping[str, str], request.headers), params=dict(params),
         read_body=lambda: read_body(app.config["MAX_CONTENT_LENGTH"]),
         best_accept=lambda offered: request.accept_mimetypes.best_match(offered, default=offered[0]),
     )

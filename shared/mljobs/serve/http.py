@@ -12,7 +12,7 @@ from ..predictor import Predictor
 @dataclass(frozen=True)
 class HttpRequest:
     content_type: str  # the media type only, lower case ("" when none was sent)
-    headers: Mapping[str, str]  # names in lower case
+    headers: Mapping[str, str]  # looked up by lower-case name: Werkzeug's headers ignore case (no copy per request)
     params: Mapping[str, str]  # path parameters, e.g. the model name of a v2 route
     read_body: Callable[[], bytes]  # enforces the size limit, whether the body is chunked or not
     best_accept: Callable[[list[str]], str | None]  # the client's preferred type among those offered
