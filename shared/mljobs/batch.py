@@ -10,17 +10,19 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from . import demo
 from .errors import BadInputError, FieldError, InvalidRecordsError
+from .explain_columns import explanation_columns
 from .featurize import Features
 from .outputs import OutputRoot, TableWriter
 from .predictor import Predictor
-from .tableio import DataFile, fingerprint, iter_batches
+from .schema import NUMERIC
+from .tableio import DataFile, fingerprint_in_background, iter_batches, quick_fingerprint
 
 log = logging.getLogger("mljobs.predict")
 
@@ -33,10 +35,15 @@ class BatchOptions:
     fmt: str = "parquet"
     chunk_rows: int = 100_000
     threads: int = 0
+    explain: bool = False
+    top_k: int | None = None
 
     def output_key(self) -> dict[str, Any]:
         """The options that change what the output holds (and so a rerun's identity)."""
-        return {"keep_columns": self.keep_columns, "proba": self.proba, "strict": self.strict, "format": self.fmt}
+        key: dict[str, Any] = {"keep_columns": self.keep_columns, "proba": self.proba, "strict": self.strict, "format": self.fmt}
+        if self.explain:  # only when asked, so runs without it keep the identity they had
+            key.update(explain=True, top_k=self.top_k)
+        return key
 
 
 @dataclass
@@ -58,7 +65,15 @@ class Source:
         return ",".join(str(f) for f in self.files) or "demo"
 
     def fingerprint(self) -> str:
-        return fingerprint(list(self.files)) if self.files else f"demo:{demo.scoring_table().num_rows}"
+        """Cheap (names, sizes, the files' ends): what a rerun is looked up by."""
+        return quick_fingerprint(list(self.files)) if self.files else f"demo:{demo.scoring_table().num_rows}"
+
+    def content_hash(self) -> Callable[[], str]:
+        """The full hash of the contents, started now on a thread; call the result to wait for it.
+        It confirms a rerun that the cheap fingerprint found."""
+        if not self.files:
+            return lambda: self.fingerprint()
+        return fingerprint_in_background(list(self.files))
 
     def batches(self, chunk_rows: int, predictor: Predictor) -> Iterator[tuple[str, int, pa.RecordBatch]]:
         """(file name, first row number in that file, batch), rows numbered from 0 per file."""
@@ -75,10 +90,11 @@ class Source:
             for batch in demo.scoring_table().to_batches(max_chunksize=chunk_rows):
                 yield "demo", batch
             return
-        # CSV feature columns are read as text, so every block has the same types whatever it
-        # holds, and the featurizer names the row and column of any bad value.
+        # CSV numeric features are parsed as numbers; a block where that fails is read with every
+        # feature as text, so that the featurizer names the row and column of each bad value.
         text_columns = {f.name: pa.string() for f in predictor.schema.features}
-        for path, batch in iter_batches(list(self.files), chunk_rows, text_columns):
+        typed_columns = {f.name: pa.float64() if f.kind == NUMERIC else pa.string() for f in predictor.schema.features}
+        for path, batch in iter_batches(list(self.files), chunk_rows, text_columns, typed_columns):
             yield str(path), batch
 
 
@@ -120,7 +136,7 @@ def score_source(predictor: Predictor, source: Source, folder: OutputRoot, optio
                 if features.errors and options.strict:
                     raise InvalidRecordsError(features.errors)
                 in_flight.append((name, first_row, batch, features,
-                                  scorer.submit(predictor.score_features, features, options.proba, options.threads)))
+                                  scorer.submit(scored_columns, predictor, features, options)))
                 if len(in_flight) > 1:
                     finish_oldest()
             while in_flight:
@@ -129,6 +145,15 @@ def score_source(predictor: Predictor, source: Source, folder: OutputRoot, optio
         predictions.close()
         rejects.close()
     return counts
+
+
+def scored_columns(predictor: Predictor, features: Features, options: BatchOptions) -> dict[str, Any]:
+    """The prediction columns of a batch's good rows, and its explanations when asked (--explain)."""
+    columns: dict[str, Any] = predictor.score_features(features, options.proba, options.threads)
+    if options.explain:
+        matrix = features.matrix[features.good_rows] if features.errors else features.matrix
+        columns.update(explanation_columns(predictor, matrix, options.top_k, options.threads, as_json=options.fmt == "csv"))
+    return columns
 
 
 def _rejects_batch(name: str, batch: pa.RecordBatch, errors: list[FieldError], first_row: int, keep_columns: list[str]) -> pa.RecordBatch:

@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-IMAGE_USER = "10001:10001"  # the user every image ends with
+IMAGE_USER = "10001:10001"  # the user every Python role runs as
+# Images that start as root, as SageMaker needs (their entry drops to IMAGE_USER): runners name the user.
+STARTS_AS_ROOT = ("train", "serve")
 DATA_DIR = "/data"
 
 
@@ -48,6 +50,7 @@ class Mount:
 VOLUMES = ("models", "runs")
 MODELS_RW, MODELS_RO = Mount("models", "/models", False), Mount("models", "/models", True)
 RUNS = Mount("runs", "/runs", False)
+RUNS_RO = Mount("runs", "/runs", True)  # read only: the report job shows the runs
 INPUT, OUTPUT = Mount("input", f"{DATA_DIR}/input", True), Mount("output", f"{DATA_DIR}/output", False)
 
 # The signing key: a variable for compose and the launcher, a file (a Docker secret) on Swarm.
@@ -59,9 +62,15 @@ STORE = Setting("MLJOBS_STORE", "")
 OBJECT_STORE = tuple(Setting(name, "") for name in (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"))
-SECRETS = (SIGNING_KEY, *OBJECT_STORE[:3])  # handed on only when set, never as an empty value
+# An MLflow tracking server: train logs its runs there, `models import` reads runs:/ and models:/ URIs.
+MLFLOW = tuple(Setting(name, "") for name in (
+    "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"))
+SECRETS = (SIGNING_KEY, *OBJECT_STORE[:3], *MLFLOW[4:])  # handed on only when set, never as an empty value
 MODEL = Setting("MLJOBS_MODEL", "demo")
 WORKERS = Setting("MLJOBS_WORKERS", "2")
+MAX_MODELS = Setting("MLJOBS_MAX_MODELS", "8")  # models a serve worker keeps loaded (least recently used unloaded)
+MAX_MODEL_MB = Setting("MLJOBS_MAX_MODEL_MB", "")  # and the model files' MB it keeps loaded (none: no bound)
 HOST_UID, HOST_GID = Setting("MLJOBS_UID", "10001"), Setting("MLJOBS_GID", "10001")
 PIDS = Setting("MLJOBS_PIDS", "512")
 
@@ -96,24 +105,31 @@ class Role:
 
     def compose_user(self) -> str | None:
         """compose.yaml's `user:` (None: the image's own user)."""
-        return f"{HOST_UID.compose()}:{HOST_GID.compose()}" if self.runs_as_host_user else None
+        if self.runs_as_host_user:
+            return f"{HOST_UID.compose()}:{HOST_GID.compose()}"
+        return IMAGE_USER if self.image in STARTS_AS_ROOT else None
 
 
 STORE_ENVIRONMENT = (SIGNING_KEY, STORE, *OBJECT_STORE)
 JOB_ENVIRONMENT = (*STORE_ENVIRONMENT, STARTED_BY)
+MLFLOW_JOB_ENVIRONMENT = (*JOB_ENVIRONMENT, *MLFLOW)  # the train image's jobs: train and models
 
 ROLES: dict[str, Role] = {
     role.name: role
     for role in (
-        Role("train", "train", (MODELS_RW, RUNS, INPUT), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT),
+        Role("train", "train", (MODELS_RW, RUNS, INPUT), JOB_MEMORY, JOB_CPUS, MLFLOW_JOB_ENVIRONMENT),
         Role("predict", "predict", (MODELS_RO, RUNS, INPUT, OUTPUT), Setting("MLJOBS_PREDICT_MEMORY", "4g"), JOB_CPUS,
              (*JOB_ENVIRONMENT, MODEL), runs_as_host_user=True),
         Role("sql", "predict", (MODELS_RO, RUNS, INPUT, OUTPUT), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT,
              entrypoint=("python", "-m", "mljobs.jobs.sql"), runs_as_host_user=True),
-        Role("models", "train", (MODELS_RW, RUNS), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT,
+        Role("models", "train", (MODELS_RW, RUNS, INPUT), JOB_MEMORY, JOB_CPUS, MLFLOW_JOB_ENVIRONMENT,
              entrypoint=("python", "-m", "mljobs.jobs.models")),
-        Role("serve", "serve", (MODELS_RO,), Setting("MLJOBS_SERVE_MEMORY", "2g"), Setting("MLJOBS_SERVE_CPUS", "2"),
-             (*STORE_ENVIRONMENT, MODEL, WORKERS), network=True, port=8080),
+        # `models report` as a job of its own: it writes the output folder as its owner, which the
+        # models role (it writes the store as 10001) cannot.
+        Role("report", "predict", (MODELS_RO, RUNS_RO, OUTPUT), JOB_MEMORY, JOB_CPUS, JOB_ENVIRONMENT,
+             entrypoint=("python", "-m", "mljobs.jobs.models", "report"), runs_as_host_user=True),
+        Role("serve", "serve", (MODELS_RO, RUNS_RO), Setting("MLJOBS_SERVE_MEMORY", "2g"), Setting("MLJOBS_SERVE_CPUS", "2"),
+             (*STORE_ENVIRONMENT, MODEL, WORKERS, MAX_MODELS, MAX_MODEL_MB), network=True, port=8080),
         Role("lb", "lb", (), Setting("MLJOBS_LB_MEMORY", "256m"), Setting("MLJOBS_LB_CPUS", "0.5"), (), network=True, port=8080),
     )
 }
@@ -125,8 +141,10 @@ def is_remote(location: str) -> bool:
 
 
 def needs_network(role: Role, args: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> bool:
-    """Serve and lb always; a job only when its store, input or output is in an object store."""
-    return role.network or is_remote(STORE.value(environ)) or any("s3://" in arg for arg in args)
+    """Serve and lb always; a job only when its store, input or output is in an object store, or
+    when it talks to an MLflow tracking server."""
+    mlflow = MLFLOW[0] in role.environment and bool(MLFLOW[0].value(environ))
+    return role.network or mlflow or is_remote(STORE.value(environ)) or any("s3://" in arg for arg in args)
 
 
 def role_variables(role: Role, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:

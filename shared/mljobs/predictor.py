@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from . import explain
 from .errors import ModelError
 from .estimators import LOADERS, Estimator
 from .featurize import Features, Featurizer
@@ -40,6 +41,24 @@ class Predictor:
         if len(matrix) == 0:  # a batch whose rows were all rejected
             return np.empty((0, len(self.schema.classes)) if self.is_classifier else 0)
         return self.estimator.predict_raw(matrix, threads)
+
+    # --- explanations (see explain.py): margins, SHAP values, global importance ---------------
+
+    def contributions(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        """SHAP values (rows, outputs, features + 1), the last entry the base value; they sum to raw_margin."""
+        return explain.contributions(self.estimator, matrix, threads, explain.estimator_label(self.estimator, self.metadata))
+
+    def raw_margin(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
+        """The raw score (rows, outputs) before sigmoid or softmax: one output unless multiclass."""
+        return explain.raw_margin(self.estimator, matrix, threads, explain.estimator_label(self.estimator, self.metadata))
+
+    def explain(self, matrix: np.ndarray, top_k: int | None = None, threads: int = 0) -> list[dict[str, Any]]:
+        """BigQuery ML's ML.EXPLAIN_PREDICT shape per row, for the predicted class of a classifier."""
+        return explain.explain_rows(self.contributions(matrix, threads), self.schema.names, len(self.schema.classes), top_k)
+
+    def feature_importance(self) -> list[dict[str, Any]]:
+        """BigQuery ML's ML.FEATURE_IMPORTANCE shape: feature, importance_weight, importance_gain."""
+        return explain.feature_importance(self.estimator, self.schema.names)
 
     def score_table(self, table: pa.Table | pa.RecordBatch, proba: bool = False, threads: int = 0, first_row: int = 0) -> tuple[dict[str, Any], Features]:
         """Batch and SQL core: output columns for the rows that featurize cleanly, and the

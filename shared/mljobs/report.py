@@ -1,8 +1,14 @@
-"""The training report: one HTML page with plots, written into the model version's folder."""
+"""The training report: one HTML page with plots, written into the model version's folder, and
+report.json beside it (the baseline's metrics and the feature importances, for the overview).
+
+The baseline is scored on the same held-out rows as the model: the majority class (with the
+class shares as probabilities) for classifiers, the mean for regressors, so a reader sees at once
+whether the model beats a constant."""
 
 from __future__ import annotations
 
 import html
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from . import report_plots
+from .metrics import classification_metrics, regression_metrics
 from .schema import CLASSIFICATION, FeatureSchema
 
 REPORT_FILE = "report.html"
-TOP_FEATURES = 20
+REPORT_DATA = "report.json"
+LIGHTGBM_FILE = "model.lgb.txt"  # as estimators.lightgbm_model names it (not imported: no lightgbm needed here)
 
 
 @dataclass
@@ -23,6 +32,34 @@ class Evaluation:
     truth: np.ndarray  # class indices, or target values
     raw: np.ndarray  # class probabilities, or predicted values
     importances: np.ndarray | None
+
+
+def baseline(schema: FeatureSchema, truth: np.ndarray) -> dict[str, Any]:
+    """The constant prediction's metrics on the held-out rows, and what it predicts."""
+    if schema.task == CLASSIFICATION:
+        n = len(schema.classes)
+        labels = truth.astype(np.int64)
+        shares = np.bincount(labels, minlength=n) / max(len(labels), 1)
+        majority = int(np.argmax(shares))
+        proba = np.tile(np.clip(shares, 1e-15, 1.0), (len(labels), 1))
+        return {"kind": "majority class", "predicts": str(schema.classes[majority]),
+                "metrics": classification_metrics(labels, proba)}
+    mean = float(np.mean(truth))
+    return {"kind": "mean", "predicts": f"{mean:.6g}", "metrics": regression_metrics(truth, np.full(len(truth), mean))}
+
+
+def importances(folder: Path, evaluation: Evaluation) -> dict[str, list[float] | None]:
+    """Gain and split count: a LightGBM model's own, read back from its saved file; else the
+    estimator's single importance (as gain) and no split count."""
+    model_file = folder / LIGHTGBM_FILE
+    if model_file.is_file():
+        import lightgbm
+
+        booster = lightgbm.Booster(model_file=str(model_file))
+        return {"gain": [float(v) for v in booster.feature_importance(importance_type="gain")],
+                "split": [float(v) for v in booster.feature_importance(importance_type="split")]}
+    gain = evaluation.importances
+    return {"gain": [float(v) for v in gain] if gain is not None else None, "split": None}
 
 
 def write_report(folder: Path, schema: FeatureSchema, metadata: dict[str, Any], evaluation: Evaluation) -> list[str]:
@@ -41,68 +78,44 @@ def write_report(folder: Path, schema: FeatureSchema, metadata: dict[str, Any], 
         plt.close(fig)
         plots.append((name, title))
 
-    if evaluation.importances is not None:
-        save(_importance_plot(plt, schema, evaluation.importances), "plot-importance.png", "Feature importance")
+    truth, raw = evaluation.truth, evaluation.raw
+    importance = importances(folder, evaluation)
+    if importance["gain"] is not None:
+        split = np.asarray(importance["split"]) if importance["split"] is not None else None
+        save(report_plots.importance_plot(plt, schema.names, np.asarray(importance["gain"]), split),
+             "plot-importance.png", "Feature importance: gain and split count" if split is not None else "Feature importance")
     if schema.task == CLASSIFICATION:
-        if len(schema.classes) == 2 and len(np.unique(evaluation.truth)) == 2:
-            save(_roc_plot(plt, evaluation), "plot-roc.png", "ROC curve (held-out rows)")
-        save(_confusion_plot(plt, schema, evaluation), "plot-confusion.png", "Confusion matrix (held-out rows)")
+        if len(schema.classes) == 2 and len(np.unique(truth)) == 2:
+            save(report_plots.roc_plot(plt, truth, raw[:, 1]), "plot-roc.png", "ROC curve (held-out rows)")
+        save(report_plots.confusion_plot(plt, schema, truth, raw), "plot-confusion.png", "Confusion matrix (held-out rows)")
+        save(report_plots.calibration_plot(plt, schema, truth, raw), "plot-calibration.png",
+             "Calibration (held-out rows; the numbers are rows per bin)")
     else:
-        save(_residual_plot(plt, evaluation), "plot-residuals.png", "Residuals (held-out rows)")
-    (folder / REPORT_FILE).write_text(_page(schema, metadata, plots))
-    return [REPORT_FILE] + [name for name, _ in plots]
+        save(report_plots.residual_plot(plt, truth, raw), "plot-residuals.png", "Residuals against predictions (held-out rows)")
+    base = baseline(schema, truth)
+    (folder / REPORT_DATA).write_text(json.dumps({"baseline": base, "importance": {"features": schema.names, **importance}}, indent=2))
+    (folder / REPORT_FILE).write_text(page(schema, metadata, base, plots))
+    return [REPORT_FILE, REPORT_DATA] + [name for name, _ in plots]
 
 
-def _importance_plot(plt: Any, schema: FeatureSchema, importances: np.ndarray) -> Any:
-    order = np.argsort(importances)[-TOP_FEATURES:]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.2))
-    ax.barh([schema.names[i] for i in order], importances[order], color="#3b6ea5")
-    ax.set_xlabel("importance")
-    return fig
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
 
 
-def _roc_plot(plt: Any, evaluation: Evaluation) -> Any:
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    fpr, tpr, _ = roc_curve(evaluation.truth, evaluation.raw[:, 1])
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(fpr, tpr, color="#3b6ea5", label=f"AUC {roc_auc_score(evaluation.truth, evaluation.raw[:, 1]):.3f}")
-    ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.legend(loc="lower right")
-    return fig
+def delta_cell(metric: str, delta: float) -> str:
+    """A signed difference, coloured by whether it is better (green) or worse (red)."""
+    better = delta < 0 if metric in LOWER_IS_BETTER else delta > 0
+    colour = "#1a7f37" if better else ("#b42318" if delta else "#555")
+    return f'<td style="color:{colour}">{delta:+.4f}</td>'
 
 
-def _confusion_plot(plt: Any, schema: FeatureSchema, evaluation: Evaluation) -> Any:
-    from sklearn.metrics import confusion_matrix
-
-    n = len(schema.classes)
-    matrix = confusion_matrix(evaluation.truth, np.argmax(evaluation.raw, axis=1), labels=list(range(n)))
-    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.2 * n + 2))
-    ax.imshow(matrix, cmap="Blues")
-    labels = [str(c) for c in schema.classes]
-    ax.set_xticks(range(n), labels, rotation=45, ha="right")
-    ax.set_yticks(range(n), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
-    return fig
-
-
-def _residual_plot(plt: Any, evaluation: Evaluation) -> Any:
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter(evaluation.raw, evaluation.truth - evaluation.raw, s=6, alpha=0.5, color="#3b6ea5")
-    ax.axhline(0, color="#999", linewidth=1)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual - predicted")
-    return fig
-
-
-def _page(schema: FeatureSchema, metadata: dict[str, Any], plots: list[tuple[str, str]]) -> str:
+def page(schema: FeatureSchema, metadata: dict[str, Any], base: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     e = html.escape
-    metric_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.4f}</td></tr>" for k, v in metadata["metrics"].items())
+    metric_rows = "".join(
+        f"<tr><td>{e(k)}</td><td>{v:.4f}</td>"
+        + (f"<td>{base['metrics'][k]:.4f}</td>{delta_cell(k, v - base['metrics'][k])}" if k in base["metrics"] else "<td></td><td></td>")
+        + "</tr>"
+        for k, v in metadata["metrics"].items()
+    )
     feature_rows = "".join(
         f"<tr><td>{e(f.name)}</td><td>{e(f.kind)}</td><td>{e(f.dtype)}</td>"
         f"<td>{e(', '.join(f.categories[:12]) + (' ...' if len(f.categories) > 12 else ''))}</td></tr>"
@@ -111,15 +124,17 @@ def _page(schema: FeatureSchema, metadata: dict[str, Any], plots: list[tuple[str
     figures = "".join(f'<figure><img src="{e(name)}" alt="{e(title)}"><figcaption>{e(title)}</figcaption></figure>' for name, title in plots)
     rows = metadata.get("rows", {})
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(metadata['model'])} training report</title>
+<html lang="en"><head><meta charset="utf-8"><title>{e(metadata['model'])} training report</title><link rel="icon" href="data:,">
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}
 table{{border-collapse:collapse;margin:1rem 0}}td,th{{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}}
 figure{{display:inline-block;margin:1rem}}img{{max-width:100%}}</style></head><body>
 <h1>{e(metadata['model'])} — training report</h1>
-<p>Run {e(metadata['run_id'])}, {e(metadata['created'])}. Estimator {e(metadata['estimator']['name'])},
+<p>Run {e(str(metadata['run_id']))}, {e(str(metadata['created']))}. Estimator {e(str(metadata['estimator']['name']))},
 task {e(schema.task)}, target <code>{e(schema.target)}</code>.
-Rows: {rows.get('in', '?')} in, {e(metadata['evaluation'])}.</p>
-<h2>Held-out metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>
+Rows: {e(str(rows.get('in', '?')))} in, {e(str(metadata['evaluation']))}.</p>
+<h2>Held-out metrics</h2>
+<p>The baseline is the {e(base['kind'])} of the same held-out rows (it predicts {e(base['predicts'])}).</p>
+<table id="metrics"><tr><th>metric</th><th>model</th><th>baseline</th><th>model − baseline</th></tr>{metric_rows}</table>
 <h2>Plots</h2>{figures}
 <h2>Features</h2><table><tr><th>name</th><th>kind</th><th>dtype</th><th>categories</th></tr>{feature_rows}</table>
 </body></html>

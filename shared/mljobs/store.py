@@ -4,6 +4,7 @@
                                    then MANIFEST.sig when a signing key is set (see signing.py)
     <root>/<name>/aliases/<alias>  the version an alias points to, replaced whole
     <root>/<name>/aliases/.history-<alias>  the versions it pointed to before, for rollback
+    <root>/<name>/aliases/.events-<alias>   every move of the alias, one JSON line each (alias_events)
 
 The root is a folder (a volume; the default) or `s3://bucket/prefix` (storage.py, s3storage.py
 say how each makes a version appear whole). The signing key is handed in by the caller, which
@@ -13,8 +14,10 @@ open_version: every file read once and checked, so nothing is read from the stor
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -104,10 +107,10 @@ class ModelStore:
                 sign(folder, MANIFEST, self.key)
 
         version = self.storage.publish(name, build)
-        self.set_alias(name, LATEST, version)
+        self.set_alias(name, LATEST, version, "published")
         return version
 
-    def set_alias(self, name: str, alias: str, version: str) -> str | None:
+    def set_alias(self, name: str, alias: str, version: str, action: str = "set") -> str | None:
         """Point `alias` at `version`; returns the version it pointed to before, if any."""
         ModelRef.parse(f"{name}@{alias}")
         versions = self.versions(name)
@@ -117,13 +120,14 @@ class ModelStore:
         if previous not in (None, version):
             self._write_history(name, alias, self.alias_history(name, alias) + [previous])
         self.storage.replace(f"{name}/{ALIASES}/{alias}", (version + "\n").encode())
+        self._record_event(name, alias, version, previous, action)
         return previous
 
     def promote(self, name: str, version: str, alias: str) -> str | None:
         """Point `alias` at `version` after verifying its files; returns the previous version."""
         if version in self.versions(name):
             self.open_version(name, version)
-        return self.set_alias(name, alias, version)
+        return self.set_alias(name, alias, version, "promoted")
 
     def rollback(self, name: str, alias: str) -> str:
         """Point `alias` back at the version it pointed to before its last move, after verifying
@@ -135,12 +139,36 @@ class ModelStore:
         if previous not in self.versions(name):
             raise ModelError(f"cannot roll back {name}@{alias}: model '{name}' has no version {previous} any more")
         self.open_version(name, previous)
+        moved_from = self.aliases(name).get(alias)
         self.storage.replace(f"{name}/{ALIASES}/{alias}", (previous + "\n").encode())
         self._write_history(name, alias, history[:-1])
+        self._record_event(name, alias, previous, moved_from, "rolled back")
         return previous
 
     def alias_history(self, name: str, alias: str) -> list[str]:
         return self._read_text(f"{name}/{ALIASES}/.history-{alias}").split()
+
+    def alias_events(self, name: str) -> list[dict[str, str | None]]:
+        """Every recorded move of every alias of `name`, oldest first: time, alias, version,
+        previous and action (published, promoted, rolled back or set)."""
+        events: list[dict[str, str | None]] = []
+        for file in self.storage.files_in(f"{name}/{ALIASES}"):
+            if file.startswith(".events-"):
+                for line in self._read_text(f"{name}/{ALIASES}/{file}").splitlines():
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut short by a crash: the others still count
+                    if isinstance(event, dict):
+                        events.append(event)
+        return sorted(events, key=lambda e: str(e.get("time") or ""))
+
+    def _record_event(self, name: str, alias: str, version: str, previous: str | None, action: str) -> None:
+        # Appended by rewriting the small file whole (as .history-), so S3 and folders work alike.
+        event = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "alias": alias,
+                 "version": version, "previous": previous, "action": action}
+        path = f"{name}/{ALIASES}/.events-{alias}"
+        self.storage.replace(path, (self._read_text(path) + json.dumps(event) + "\n").encode())
 
     def _write_history(self, name: str, alias: str, versions: list[str]) -> None:
         self.storage.replace(f"{name}/{ALIASES}/.history-{alias}", "".join(v + "\n" for v in versions).encode())

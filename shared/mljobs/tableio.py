@@ -6,16 +6,17 @@ import fnmatch
 import glob
 import hashlib
 import os
+import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from . import csvdialect
 from .errors import BadInputError, UsageError
-from .fsutil import sha256_file
 from .objectstore import S3Path, filesystem, is_s3, list_objects, translated
 
 class NoInputFiles(BadInputError):
@@ -73,14 +74,69 @@ def fingerprint(files: Sequence[DataFile]) -> str:
     not read twice): the same data gives the same fingerprint."""
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f"{f.name}:{object_identity(f) if isinstance(f, S3Path) else sha256_file(f)}\n".encode())
+        digest.update(f"{f.name}:{object_identity(f) if isinstance(f, S3Path) else _sha256(f)}\n".encode())
     return digest.hexdigest()
 
 
-def _csv_options(column_types: dict[str, pa.DataType] | None, block_size: int | None = None) -> tuple[pacsv.ReadOptions, pacsv.ConvertOptions]:
-    read = pacsv.ReadOptions(block_size=block_size) if block_size else pacsv.ReadOptions()
-    convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=True)
-    return read, convert
+# Large reads into one buffer: a hash running beside the scoring takes the GIL back once per
+# read, and each time may wait for it (up to the 5 ms switch interval), so fewer reads finish sooner.
+HASH_READ_BYTES = 16 << 20
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_READ_BYTES)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while size := f.readinto(buffer):
+            digest.update(view[:size])
+    return digest.hexdigest()
+
+
+# The bytes read from each end of a file for the quick fingerprint.
+SAMPLE_BYTES = 1 << 16
+
+
+def quick_fingerprint(files: Sequence[DataFile]) -> str:
+    """sha256 over the files' names, sizes and first and last SAMPLE_BYTES (objects: size and
+    modification time): cheap at any size; `fingerprint` confirms a match."""
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}:{object_identity(f) if isinstance(f, S3Path) else _sampled(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def fingerprint_in_background(files: Sequence[DataFile]) -> Callable[[], str]:
+    """Start `fingerprint(files)` on a daemon thread (hashing releases the GIL, so it runs beside
+    the scoring); the returned call waits for it. A job that fails does not wait for it at all."""
+    result: list[str | BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(fingerprint(files))
+        except BaseException as exc:  # handed to whoever waits for the result
+            result.append(exc)
+
+    thread = threading.Thread(target=work, name="mljobs-fingerprint", daemon=True)
+    thread.start()
+
+    def wait() -> str:
+        thread.join()
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+    return wait
+
+
+def _sampled(path: Path) -> str:
+    sample = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        sample.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            sample.update(f.read(SAMPLE_BYTES))
+    return f"{size}:{sample.hexdigest()}"
 
 
 def read_table(files: Sequence[DataFile], column_types: dict[str, pa.DataType] | None = None) -> pa.Table:
@@ -89,8 +145,7 @@ def read_table(files: Sequence[DataFile], column_types: dict[str, pa.DataType] |
     for f in files:
         try:
             if SUFFIXES[f.suffix.lower()] == "csv":
-                read, convert = _csv_options(column_types)
-                tables.append(pacsv.read_csv(open_stream(f), read_options=read, convert_options=convert))
+                tables.append(pacsv.read_csv(open_stream(f), **csvdialect.arrow_options(column_types)))
             else:
                 tables.append(pq.read_table(open_file(f)))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
@@ -105,16 +160,21 @@ def read_table(files: Sequence[DataFile], column_types: dict[str, pa.DataType] |
 
 
 def iter_batches(
-    files: Sequence[DataFile], chunk_rows: int, column_types: dict[str, pa.DataType] | None = None
+    files: Sequence[DataFile], chunk_rows: int, column_types: dict[str, pa.DataType] | None = None,
+    fast_types: dict[str, pa.DataType] | None = None,
 ) -> Iterator[tuple[DataFile, pa.RecordBatch]]:
     """Stream the input in record batches of about `chunk_rows` rows (CSV batches are cut by
-    bytes, so theirs vary)."""
+    bytes, so theirs vary). CSV columns get `column_types`; with `fast_types`, a block is first
+    parsed with those instead (numbers as numbers), and read again with `column_types` only if
+    that fails, so a bad value still reaches the caller as it was written."""
     for f in files:
         try:
             if SUFFIXES[f.suffix.lower()] == "csv":
-                read, convert = _csv_options(column_types, block_size=_csv_block_size(f, chunk_rows))
-                reader = pacsv.open_csv(open_stream(f), read_options=read, convert_options=convert)
-                batches: Iterator[pa.RecordBatch] = iter(reader)
+                block = _csv_block_size(f, chunk_rows)
+                if fast_types:
+                    batches: Iterator[pa.RecordBatch] = _typed_csv(f, block, column_types or {}, fast_types)
+                else:
+                    batches = iter(pacsv.open_csv(open_stream(f), **csvdialect.arrow_options(column_types, block)))
             else:
                 # Buffered reads without pre-buffering: memory follows the batch, not the row group.
                 parquet = pq.ParquetFile(open_file(f), buffer_size=1 << 20, pre_buffer=False)
@@ -123,6 +183,48 @@ def iter_batches(
                 yield f, batch
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise BadInputError(f"cannot read {f.name}: {_arrow_message(exc)}") from exc
+
+
+def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
+               fast_types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+    """A CSV file's batches parsed with `fast_types`; a block where that fails is parsed again
+    with `text_types`. Blocks are cut at line ends, as pyarrow cuts them in this dialect (no value
+    spans lines); each is parsed after the header line. Columns named in neither keep the type
+    the first block gave them, so the batches of a file have one schema per path taken."""
+    pinned: dict[str, pa.DataType] | None = None
+    header = b""
+    for chunk in _line_blocks(path, block):
+        if not header:
+            header, _, chunk = chunk.partition(b"\n")
+            header += b"\n"
+        data = pa.py_buffer(header + chunk)
+        try:
+            table = pacsv.read_csv(data, **csvdialect.arrow_options({**(pinned or {}), **fast_types}))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            table = pacsv.read_csv(data, **csvdialect.arrow_options({**(pinned or {}), **text_types}))
+        if table.num_rows == 0:
+            continue
+        if pinned is None:
+            pinned = {f.name: f.type for f in table.schema if f.name not in fast_types}
+        yield from table.combine_chunks().to_batches()
+
+
+def _line_blocks(path: DataFile, block: int) -> Iterator[bytes]:
+    """The file in pieces of about `block` bytes, each ending at a line end (the last: at the end)."""
+    with filesystem().open_input_stream(path.path) if isinstance(path, S3Path) else open(path, "rb") as f:
+        rest = b""
+        while True:
+            data = bytes(f.read(block))
+            if not data:
+                if rest:
+                    yield rest
+                return
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # no line end in this piece: a long line, read on
+                rest += data
+                continue
+            yield rest + data[:cut]
+            rest = data[cut:]
 
 
 def _csv_block_size(path: DataFile, chunk_rows: int) -> int:

@@ -81,6 +81,7 @@ class Store:
     """The shared store and what was scored on one host, for comparison."""
 
     models: Path  # MLJOBS_STORE_DIR: what every node mounts as /models
+    runs: Path  # MLJOBS_RUNS_DIR: what every node mounts as /runs
     key: str
     key_file: Path
     new_rows: Path  # the demo's rows to score, a host file every node sees
@@ -104,7 +105,8 @@ def store(compose: Compose, loading: Callable[[], None], tmp_path_factory: pytes
     key_file.write_text(key + "\n")
     key_file.chmod(0o600)
     models = compose.copy_store("demo", root / "models")
-    yield Store(models, key, key_file, compose.data_dir / "input" / "new.csv", host_predictions)
+    (root / "runs").mkdir()
+    yield Store(models, root / "runs", key, key_file, compose.data_dir / "input" / "new.csv", host_predictions)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -116,7 +118,7 @@ def fleet(swarm: SwarmLab, loading: Callable[[], None], store: Store) -> Iterato
     lb_port = free_port()
     swarm.deploy(REPO / "deploy" / "swarm" / "stack.yaml", STACK, env={
         "MLJOBS_STORE_DIR": str(store.models), "MLJOBS_SIGNING_KEY_FILE": str(store.key_file),
-        "MLJOBS_LB_PORT": str(lb_port), "MLJOBS_REPLICAS": "3",
+        "MLJOBS_RUNS_DIR": str(store.runs), "MLJOBS_LB_PORT": str(lb_port), "MLJOBS_REPLICAS": "3",
         "MLJOBS_TAG": os.environ.get("MLJOBS_TAG", "latest"),  # this run's images (built_images sets it)
     })
     swarm.wait_tasks(SERVE, 3, timeout=120)

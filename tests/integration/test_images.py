@@ -34,7 +34,7 @@ def docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def run_in(role: str, *args: str, key: str = KEY, entrypoint: str | None = None, mounts: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """One locked-down container of `role`'s image on the test's model store (as compose runs them)."""
-    return docker("run", "--rm", "--label", LABEL, "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/runs:mode=1777", "--cap-drop", "ALL",
+    return docker("run", "--rm", "--label", LABEL, "--user", "10001:10001", "--read-only", "--tmpfs", "/tmp", "--tmpfs", "/runs:mode=1777", "--cap-drop", "ALL",
                   "--security-opt", "no-new-privileges:true", "--network", "none", "-e", f"MLJOBS_SIGNING_KEY={key}",
                   "-v", f"mljobs-images-{TOKEN}:/models", *mounts,
                   *(["--entrypoint", entrypoint] if entrypoint else []), image(role), *args)

@@ -24,8 +24,8 @@ def records(store: Path) -> list[dict]:
 def test_train_publishes_a_complete_version(demo_store):
     folder = demo_store / "models" / "demo" / "1"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "MANIFEST", "metadata.json", "model.lgb.txt", "plot-confusion.png", "plot-importance.png", "plot-roc.png",
-        "report.html", "schema.json",
+        "MANIFEST", "metadata.json", "model.lgb.txt", "plot-calibration.png", "plot-confusion.png", "plot-importance.png", "plot-roc.png",
+        "report.html", "report.json", "schema.json",
     ]
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["metrics"]["roc_auc"] > 0.6

@@ -41,7 +41,7 @@ def test_up_starts_locked_down_replicas_behind_the_balancer(engine, capsys):
         assert settings["read_only"] is True and settings["cap_drop"] == ["ALL"]
         assert settings["security_opt"] == ["no-new-privileges:true"] and settings["pids_limit"] == 512
         assert settings["mem_limit"] == "2g" and settings["nano_cpus"] == 2_000_000_000
-        assert replica.environment == {"MLJOBS_MODEL": "churn", "MLJOBS_WORKERS": "3"}
+        assert replica.environment == {"MLJOBS_MODEL": "churn", "MLJOBS_WORKERS": "3", "MLJOBS_MAX_MODELS": "8"}
         assert replica.mounts()["/models"] == ("mljobs_models", True)
         assert replica.networks == [("mljobs_fleet", ["serve"])]
         assert "ports" not in settings  # only the balancer is published
@@ -53,7 +53,7 @@ def test_up_starts_locked_down_replicas_behind_the_balancer(engine, capsys):
 def test_scale_starts_replicas_like_the_running_ones(engine):
     assert cli.main(["serve", "up", "--replicas", "1", "--model", "churn", "--workers", "3", "--port", "8123"]) == 0
     assert cli.main(["serve", "scale", "3"]) == 0
-    assert [r.environment for r in engine.running("serve")] == [{"MLJOBS_MODEL": "churn", "MLJOBS_WORKERS": "3"}] * 3
+    assert [r.environment for r in engine.running("serve")] == [{"MLJOBS_MODEL": "churn", "MLJOBS_WORKERS": "3", "MLJOBS_MAX_MODELS": "8"}] * 3
 
 
 def test_scale_adds_and_removes_the_newest_replicas(engine):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -178,6 +179,24 @@ BAD = [
     ("v2-missing-feature", "/v2/models/demo/infer", json.dumps({"inputs": [{"name": "age", "data": [1], "shape": [1], "datatype": "FP64"}]}), J, 422, "plan"),
     ("v2-text", "/v2/models/demo/infer", "hello", "text/plain", 415, None),
     ("v2-no-content-type-not-json", "/v2/models/demo/infer", "hello", "", 400, None),
+    ("explain-not-a-flag", "/predict?explain=maybe", json.dumps(GOOD), J, 400, None),
+    ("explain-top-k-zero", "/predict?explain=true&top_k=0", json.dumps(GOOD), J, 400, None),
+    ("top-k-without-explain", "/predict?top_k=3", json.dumps(GOOD), J, 400, None),
+    ("unknown-model", "/models/other/predict", json.dumps(GOOD), J, 404, None),
+    ("unknown-model-invocations", "/models/other/invocations", json.dumps({"instances": [GOOD]}), J, 404, None),
+    ("named-model-invocations-bad-field", "/models/demo/invocations", json.dumps({"dataframe_records": [with_(age="x")]}), J, 422, "age"),
+    ("named-model-invocations-text", "/models/demo/invocations", "<a/>", "application/xml", 415, None),
+    ("named-model-invocations-no-key", "/models/demo/invocations", json.dumps({"records": ROWS}), J, 400, None),
+    ("named-model-bad-field", "/models/demo/predict", json.dumps(with_(age="x")), J, 422, "age"),
+    ("named-model-broken-json", "/models/demo/predict", "{not json", J, 400, None),
+    ("named-model-text", "/models/demo/predict", "age=3", "text/plain", 415, None),
+    ("v2-unknown-version", "/v2/models/demo/versions/99/infer", json.dumps({"inputs": []}), J, 404, None),
+    ("v2-version-bad-json", "/v2/models/demo/versions/1/infer", "{", J, 400, None),
+    ("v2-version-missing-feature", "/v2/models/demo/versions/1/infer",
+     json.dumps({"inputs": [{"name": "age", "data": [1], "shape": [1], "datatype": "FP64"}]}), J, 422, "plan"),
+    ("v2-version-text", "/v2/models/demo/versions/1/infer", "hello", "text/plain", 415, None),
+    ("v2-explain-bad-top-k", "/v2/models/demo/infer", json.dumps({"parameters": {"explain": True, "top_k": "x"}, "inputs": [
+        {"name": "age", "data": [1], "shape": [1], "datatype": "FP64"}]}), J, 400, None),
     ("unknown-route", "/nope", "{}", J, 404, None),
 ]
 
@@ -196,7 +215,10 @@ def test_bad_input_gets_a_4xx_in_the_documented_shape(client, path, body, conten
 
 
 def template(path: str) -> str:
-    return "/v2/models/{name}/infer" if path.startswith("/v2/models/") else path
+    """The OpenAPI path a request's path falls under."""
+    path = path.split("?")[0]
+    path = re.sub(r"^/v2/models/[^/]+/versions/[^/]+/", "/v2/models/{name}/versions/{version}/", path)
+    return re.sub(r"^(/v2)?/models/[^/{]+/", r"\1/models/{name}/", path)
 
 
 @pytest.mark.parametrize("path", sorted({template(b[1]) for b in BAD} - {"/nope"}))
@@ -205,7 +227,8 @@ def test_every_documented_client_error_is_exercised_and_every_answer_documented(
     responses = client.get("/openapi.json").get_json()["paths"][path]["post"]["responses"]
     client_errors = {int(code) for code in responses if 400 <= int(code) < 500}
     assert statuses <= client_errors, f"{path} answers {statuses - client_errors} that its document does not list"
-    untested = client_errors - statuses - {413}  # 413 has its own test below
+    # 413 has its own test below; /invocations' 404 comes from a header (tests/unit/test_multi_model.py)
+    untested = client_errors - statuses - {413} - ({404} if path == "/invocations" else set())
     assert not untested, f"no bad input in the table gets {untested} from {path}"
 
 

@@ -10,9 +10,11 @@ import numpy as np
 
 from ..schema import FeatureSchema
 from ..manifest import VerifiedVersion
+from .lightgbm_import import leave_out_integrations
 from .lightgbm_model import LightGBMEstimator, fit_lightgbm
 from .native_lightgbm import load_native
 from .sklearn_model import SklearnEstimator, fit_sklearn
+from .sklearn_frame import SklearnFrameEstimator, load_sklearn_frame
 
 
 class Estimator(Protocol):
@@ -31,6 +33,7 @@ class Estimator(Protocol):
 
 def load_lightgbm(verified: VerifiedVersion, schema: FeatureSchema) -> Estimator:
     """A signed version's compiled predictor when it has a usable one, else its text model."""
+    leave_out_integrations()  # a predict job's start-up: neither scikit-learn nor pandas
     native = load_native(verified, len(schema.classes)) if verified.signed else None
     return native or LightGBMEstimator.load(verified, schema)
 
@@ -43,6 +46,7 @@ def load_sklearn(verified: VerifiedVersion, schema: FeatureSchema) -> Estimator:
 LOADERS: dict[str, Callable[[VerifiedVersion, FeatureSchema], Estimator]] = {
     LightGBMEstimator.kind: load_lightgbm,
     SklearnEstimator.kind: load_sklearn,
+    SklearnFrameEstimator.kind: load_sklearn_frame,
 }
 
 

@@ -37,6 +37,10 @@ class LightGBMEstimator:
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
         return class_columns(self.booster.predict(matrix, num_threads=threads), self.n_classes)
 
+    def text_booster(self) -> Any:
+        """The booster itself: it computes contributions (pred_contrib) and raw scores."""
+        return self.booster
+
     def save(self, folder: Path) -> list[str]:
         self.booster.save_model(str(folder / LIGHTGBM_FILE))
         return [LIGHTGBM_FILE]

@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import tempfile
+import threading
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,22 @@ class NativeLightGBMEstimator:
     kind = "lightgbm"
     libraries: tuple[str, ...] = ("lightgbm",)
 
-    def __init__(self, model: Any, n_classes: int):
+    def __init__(self, model: Any, n_classes: int, model_text: str = ""):
         self.model = model
         self.n_classes = n_classes
+        self.model_text = model_text  # the verified text model, for explanations
+        self._booster: Any = None
+        self._booster_lock = threading.Lock()
+
+    def text_booster(self) -> Any:
+        """LightGBM's booster of the same trees, built on first use: compiled code has no
+        contributions, and most users of this predictor never ask for them."""
+        with self._booster_lock:
+            if self._booster is None:
+                import lightgbm
+
+                self._booster = lightgbm.Booster(model_str=self.model_text)
+            return self._booster
 
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
         jobs = 1 if len(matrix) < PARALLEL_FROM_ROWS else (threads or available_cpus())
@@ -97,4 +111,4 @@ def load_native(verified: VerifiedVersion, n_classes: int) -> NativeLightGBMEsti
             model.compile(cache=str(code), target_cpu=info["cpu"], target_cpu_features="")
         except (RuntimeError, KeyError) as exc:  # LLVM refuses the object file, or no cpu recorded
             raise ModelError(f"model {verified.label} is refused: its compiled predictor does not load ({exc})") from exc
-    return NativeLightGBMEstimator(model, n_classes)
+    return NativeLightGBMEstimator(model, n_classes, verified.text(LIGHTGBM_FILE))

@@ -10,6 +10,9 @@ from typing import Any, Sequence
 
 from ..errors import UsageError
 from ..estimators.native_lightgbm import NATIVE_FILE
+from ..mlflow_import import add_import_command, run_import
+from ..overview.export import add_report_command, run_report
+from ..explain_columns import global_importance, print_importance
 from ..predictor import METADATA_FILE
 from ..runs import RunLog, RunRecord
 from ..store import LATEST, PRODUCTION, ModelRef, ModelStore
@@ -41,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="point an alias back at its previous version")
     rollback.add_argument("name")
     rollback.add_argument("--alias", default=PRODUCTION, help="default: production")
+    add_import_command(sub)
+    add_report_command(sub)
     return p
 
 
@@ -70,6 +75,7 @@ def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
         "files": sorted({f.split("/")[0] for f in store.version_files(ref.name, version)}),
         "signature_checked": verified.signed,  # only where a signing key is set
         "compiled_predictor": NATIVE_FILE in verified.digests,
+        "feature_importance": global_importance(verified),
     }
 
 
@@ -133,6 +139,11 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
             print(f"{key:<10}  {', '.join(value) if isinstance(value, list) else value}")
         for metric, value in details["metrics"].items():
             print(f"  {metric:<10}{value:.4f}")
+        print_importance(details["feature_importance"])
+    elif args.command == "import":
+        run_import(args, store, record)
+    elif args.command == "report":
+        print(run_report(args, store))
     elif args.command == "runs":
         records = RunLog(args.runs_dir).records()
         print(json.dumps(sorted(records, key=lambda r: (r.get("started") or "", r.get("finished") or ""))))
@@ -140,7 +151,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
         report(record, args.name, args.alias, store, move_alias(store, args))
 
 
-MOVES = ("promote", "promote-if-better", "rollback")
+MOVES = ("promote", "promote-if-better", "rollback", "import")
 
 
 def move_alias(store: ModelStore, args: argparse.Namespace) -> str:

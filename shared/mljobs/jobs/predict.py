@@ -11,6 +11,8 @@ from typing import Any, Sequence
 from .. import demo
 from ..batch import BatchOptions, Source, run_key, score_source
 from ..errors import BadInputError, UsageError
+from ..estimators.lightgbm_import import scoring_only
+from ..explain_columns import require_explanations
 from ..outputs import FORMATS, committed_folder, output_root as output_location, earlier_run, ensure_output_root, run_folder
 from ..predictor import load_predictor
 from ..runs import RunRecord
@@ -33,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "allow_empty": False,
     "chunk_rows": 100_000,
     "threads": 0,
+    "explain": False,
+    "top_k": None,
 }
 
 
@@ -51,15 +55,28 @@ def parser() -> argparse.ArgumentParser:
                    help="an input glob or folder with no files is nothing to do, not an error (for schedulers)")
     p.add_argument("--chunk-rows", type=int, help="rows scored at a time (default 100000); memory follows it")
     p.add_argument("--threads", type=int, help="prediction threads (default: all cores)")
+    p.add_argument("--explain", action="store_true", default=None,
+                   help="add each row's feature contributions (SHAP): top_feature_attributions, baseline_prediction_value, ...")
+    p.add_argument("--top-k", type=int, help="with --explain: keep the K largest contributions per row (default: all)")
     add_common_flags(p)
     add_store_flag(p)
     return p
+
+
+def top_k_option(value: Any, explain: bool) -> int | None:
+    """--top-k (or MLJOBS_TOP_K, text) as a whole number of at least 1, and only with --explain."""
+    if value is None:
+        return None
+    if not explain or not str(value).strip().isdigit() or int(value) < 1:
+        raise UsageError(f"--top-k must be a whole number of at least 1, and goes with --explain (got {value})")
+    return int(value)
 
 
 def execute(args: argparse.Namespace, record: RunRecord) -> None:
     options = BatchOptions(
         keep_columns=as_list(args.keep_columns), proba=bool(args.proba), strict=bool(args.strict),
         fmt=args.format, chunk_rows=int(args.chunk_rows), threads=int(args.threads),
+        explain=bool(args.explain), top_k=top_k_option(args.top_k, bool(args.explain)),
     )
     if options.chunk_rows < 1:
         raise UsageError("--chunk-rows must be at least 1")
@@ -76,9 +93,15 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     record.input = source.name
     predictor = load_predictor(job_store(args), ModelRef.parse(args.model), strict_categories=options.strict)
     record.model = {"name": predictor.name, "version": predictor.version}
-    input_fingerprint = source.fingerprint()
+    if options.explain:
+        require_explanations(predictor)
+    input_fingerprint = source.fingerprint()  # cheap; the full hash runs beside the scoring
+    content_hash = source.content_hash()
     key = run_key(predictor, input_fingerprint, options)
     previous = None if args.force else earlier_run(output_root, predictor.name, key)
+    if previous and previous.get("input_sha256") != content_hash():
+        log.info("%s has the sizes and ends of the input of run %s, but other contents: scoring it", source.name, previous["run_id"])
+        previous = None
     if previous:
         record.status_detail = "already scored"
         record.output = previous["path"]
@@ -98,6 +121,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
             raise BadInputError(f"input {source.name} has no rows")
         record.rows = summary["rows"] = {"in": counts.rows_in, "out": counts.rows_out, "rejected": counts.rejected}
         summary["unseen_categories"] = counts.unseen_categories
+        summary["input_sha256"] = content_hash()
     record.output = str(final)
     if counts.unseen_categories:
         log.warning("categories the model never saw, scored as missing: %s",
@@ -112,4 +136,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    scoring_only()  # a process of its own, one model, numpy in: no scikit-learn or pandas to import
     sys.exit(main())

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .. import csvdialect
 from ..errors import BadInputError, InvalidRecordsError, MljobsError, ModelError, UsageError
 from ..outputs import FORMATS, TableWriter, output_root as output_location, committed_folder, ensure_output_root, run_folder
 from ..predictor import load_predictor
@@ -35,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sql", description="Run a SQL query in which stored models are functions.")
     p.add_argument("query", nargs="?", help="the query (or --file)")
     p.add_argument("--file", help="a file holding the query")
-    p.add_argument("--model", action="append", help="NAME@ALIAS or NAME:VERSION to use for predict_NAME (default: production, else latest)")
+    p.add_argument("--model", action="append", help="NAME@ALIAS or NAME:VERSION to use for predict_NAME and ml_*('NAME', ...) (default: production, else latest)")
     p.add_argument("--table", action="append", help="NAME=PATH: a CSV or Parquet file (or glob) as a table")
     p.add_argument("--output", help="output root folder (default /data/output)")
     p.add_argument("--format", choices=FORMATS)
@@ -60,6 +61,8 @@ def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
     import duckdb
 
     from ..sql import function_name, models_called
+    from ..sql.csv_tables import csv_tables
+    from ..sql.duckdb_tables import register_table
     from ..sql.duckdb_udf import register
 
     con = duckdb.connect()
@@ -71,27 +74,35 @@ def connect(args: argparse.Namespace, query: str, record: RunRecord) -> Any:
     if missing:
         raise ModelError(f"the query calls predict_{missing[0]}, but there is no model '{missing[0]}' in {store.location} "
                          f"(models: {', '.join(store.names()) or 'none yet'})")
-    used = []
+    used, predictors = [], []
     for key in sorted(wanted):
         name = known[key]
         predictor = load_predictor(store, refs.get(name, ModelRef(name)))
         register(con, predictor)
+        predictors.append(predictor)
         used.append({"name": predictor.name, "version": predictor.version})
     record.model = used[0] if len(used) == 1 else {"models": used}
+    csv = csv_tables(con, predictors)  # CSV read in the one dialect, the models' numeric features as DOUBLE
     for spec in as_list(args.table):
         name, _, path = spec.partition("=")
         if not name or not path:
             raise UsageError(f"--table {spec}: use NAME=PATH")
         if is_s3(path):  # DuckDB scans it as an Arrow dataset read through pyarrow's S3 client, batch by batch
-            con.register(name, s3_dataset(path))
+            register_table(con, name, s3_dataset(path))
             continue
-        reader = "read_csv_auto" if path.lower().endswith(".csv") else "read_parquet"
         quoted_name, quoted_path = name.replace('"', '""'), path.replace("'", "''")
         try:
-            # The same user writes the query itself: quoting keeps names and paths literal, no more.
-            con.execute(f'CREATE VIEW "{quoted_name}" AS SELECT * FROM {reader}(\'{quoted_path}\')')  # nosec B608
+            if path.lower().endswith(".csv"):
+                csv.create_view(con, name, path, name)
+            else:
+                # The same user writes the query itself: quoting keeps names and paths literal, no more.
+                con.execute(f'CREATE VIEW "{quoted_name}" AS SELECT * FROM read_parquet(\'{quoted_path}\')')  # nosec B608
         except duckdb.Error as exc:  # a missing or unreadable file: the table's name, exit 3
             raise BadInputError(f"--table {name}: {engine_error(exc)}") from None
+    try:
+        csv.add_query_paths(con, query)
+    except duckdb.Error as exc:
+        raise engine_error(exc) from None
     return con
 
 
@@ -103,8 +114,10 @@ def s3_dataset(spec: str) -> Any:
     formats = {SUFFIXES[f.suffix.lower()] for f in files}
     if len(formats) > 1:
         raise BadInputError(f"--table {spec} mixes CSV and Parquet files")
+    fmt = formats.pop()
     with translated(f"input {spec}", BadInputError):
-        return ds.dataset([str(f).removeprefix("s3://") for f in files], filesystem=filesystem(), format=formats.pop())
+        return ds.dataset([str(f).removeprefix("s3://") for f in files], filesystem=filesystem(),
+                          format=ds.CsvFileFormat(**csvdialect.arrow_options()) if fmt == "csv" else fmt)
 
 
 def engine_error(exc: Exception) -> MljobsError:
@@ -126,12 +139,15 @@ def engine_error(exc: Exception) -> MljobsError:
 def execute(args: argparse.Namespace, record: RunRecord) -> None:
     import duckdb
 
-    from ..sql.duckdb_udf import run_query
+    from ..sql.csv_tables import explain_failure
+    from ..sql.duckdb_tables import job_batches
+    from ..sql.scoring_mode import choose_mode
 
     query = query_text(args)
     record.input = query if len(query) <= 500 else query[:497] + "..."
     output_root = output_location(args.output)
     ensure_output_root(output_root)
+    choose_mode(job_store(args), query, as_list(args.model))  # before any model loads
     con = connect(args, query, record)
     final = run_folder(output_root, "sql", record.run_id, partition="job")
     summary: dict[str, Any] = {"run_id": record.run_id, "query": query, "model": record.model}
@@ -139,11 +155,13 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
         writer = TableWriter(staging / f"result.{args.format}", args.format)
         preview: list[dict[str, Any]] = []
         try:
-            for batch in run_query(con, query):
+            for batch in job_batches(con, query, args, record):  # ml_predict(...) and the other table functions
                 writer.write(batch)
                 if len(preview) < args.show:
                     preview.extend(batch.slice(0, args.show - len(preview)).to_pylist())
         except duckdb.Error as exc:
+            if isinstance(exc, (duckdb.ConversionException, duckdb.InvalidInputException)):
+                raise explain_failure(con) or engine_error(exc) from None  # a CSV value: named as the batch job names it
             raise engine_error(exc) from None
         finally:
             writer.close()
@@ -159,4 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from ..sql.scoring_mode import own_process
+
+    own_process()  # the job is the process: it may leave out what its query does not use
     sys.exit(main())

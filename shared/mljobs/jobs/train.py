@@ -16,6 +16,7 @@ from ..errors import UsageError
 from ..runs import RunRecord
 from ..tableio import DataFile, fingerprint, read_table, resolve_inputs
 from ..training import TrainSpec, publish, train
+from ..mlflow_tracking import log_training_run
 from .store_option import STORE_DEFAULT, add_store_flag, job_store
 from .common import add_common_flags, as_list, run_job
 
@@ -104,6 +105,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
         "data_fingerprint": fingerprint(files) if files else None,
     })
     record.model = {"name": args.model, "version": version}
+    log_training_run(store, args.model, version, trained, spec, record.run_id)  # only when MLFLOW_TRACKING_URI is set
     if args.promote:
         store.promote(args.model, version, args.promote)
     print_metrics(trained.metrics, trained.description)

@@ -21,6 +21,7 @@ from ..errors import MljobsError
 from .engine import IMAGES, LauncherError, Project, connect, docker_reason, port_taken
 from .jobs import TIMED_OUT, JobSpec, describe, map_paths, run_job
 from . import fleet
+from .mlflow_import import import_spec
 
 console = Console(stderr=True, soft_wrap=True)  # long reasons stay on one line for scripts and logs
 out = Console()
@@ -155,6 +156,13 @@ def cmd_models(client: Any, project: Project, args: argparse.Namespace, _: list[
     words = args.models_args
     if not words:
         raise LauncherError("say what to do: mljobs models list|show|promote|rollback ...", 2)
+    if words[0] == "report":  # a job of its own: it writes a host folder (see launcher/reports.py)
+        from .reports import report
+
+        out.print(str(report(client, project, words[1:], lambda line: None)), markup=False, highlight=False, soft_wrap=True)
+        return 0
+    if words[0] == "import":  # a host folder to mount: a one-shot job of its own
+        return run_one_shot(client, project, import_spec(words))
     if words[0] == "list" and "--json" not in words:  # a table of the JSON listing
         models = json.loads(query(client, project, ["--models-dir", "/models", "list", "--json"]))
         table = Table("model", "versions", "aliases")

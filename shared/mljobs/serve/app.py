@@ -18,14 +18,15 @@ from typing import Any, Callable, Mapping, cast
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, NotFound
 
+from ..contract import MAX_MODEL_MB, MAX_MODELS
 from ..predictor import Predictor
 from ..signing import signing_key
 from ..store import ModelRef, ModelStore, store_location
 from .errors import ApiError
-from .holder import ModelHolder
 from .http import HttpRequest, Reply
 from .metrics import ServerMetrics
 from .protocols.v2 import V2
+from .registry import ModelRegistry
 from .routes import ROUTES
 from .routing import MLJOBS, Protocol, Route
 from .service import ScoringService
@@ -39,6 +40,8 @@ DEFAULTS = {
     "POLL_SECONDS": "2",
     "STALE_SECONDS": "",  # not ready when the alias has not been followed for this long (default: max(30, 10 polls))
     "MAX_BODY_BYTES": str(8 * 1024 * 1024),
+    "MAX_MODELS": MAX_MODELS.default,  # models a worker keeps loaded; the least recently used is unloaded past it
+    "MAX_MODEL_MB": MAX_MODEL_MB.default,  # and past this many MB of model files, when set
 }
 
 
@@ -53,29 +56,32 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     metrics = ServerMetrics()
     stale = float(settings["STALE_SECONDS"]) if settings["STALE_SECONDS"] else None
     store = ModelStore(store_location(settings["MODELS_DIR"], settings["STORE"] or None), signing_key())
-    holder = ModelHolder(store, ModelRef.parse(settings["MODEL"]), metrics,
-                         float(settings["POLL_SECONDS"]), stale)
-    holder.refresh()
-    holder.start_following()
+    registry = ModelRegistry(store, ModelRef.parse(settings["MODEL"]), metrics, float(settings["POLL_SECONDS"]), stale,
+                             max_models=int(settings["MAX_MODELS"]),
+                             max_bytes=int(float(settings["MAX_MODEL_MB"]) * 2**20) if settings["MAX_MODEL_MB"] else None)
+    registry.start()
     gc.freeze()  # the model is loaded: keep its objects out of later collections (p99 spikes)
-    app.extensions["mljobs.holder"] = holder
-    service = ScoringService(holder, metrics)
+    holder = registry.default
+    app.extensions["mljobs.holder"], app.extensions["mljobs.registry"] = holder, registry
+    service = ScoringService(registry, metrics)
 
-    def respond(reply: Reply) -> Response:
-        headers = {**answered_by(reply.predictor or holder.predictor), **reply.headers}
+    def respond(reply: Reply, params: Mapping[str, str] | None = None) -> Response:
+        # Unless a handler says which version answered: the named model's loaded one, else the default's.
+        answered = reply.predictor or (registry.current(params["name"]) if params and "name" in params else holder.predictor)
+        headers = {**answered_by(answered), **reply.headers}
         if reply.media_type == "application/json":
             return Response(json.dumps(_finite(reply.payload), allow_nan=False), reply.status, headers, mimetype=reply.media_type)
         return Response(reply.payload, reply.status, headers, content_type=reply.media_type)
 
-    def error_reply(exc: ApiError, protocol: Protocol) -> Response:
-        return respond(Reply(protocol.error_body(exc), exc.status))
+    def error_reply(exc: ApiError, protocol: Protocol, params: Mapping[str, str] | None = None) -> Response:
+        return respond(Reply(protocol.error_body(exc), exc.status), params)
 
     def view(route: Route) -> Callable[..., Response]:
         def handle(**params: str) -> Response:
             try:
-                return respond(route.handler(service, http_request(app, params)))
+                return respond(route.handler(service, http_request(app, params)), params)
             except ApiError as exc:
-                return error_reply(exc, route.protocol)
+                return error_reply(exc, route.protocol, params)
 
         return handle
 
@@ -121,6 +127,7 @@ def http_request(app: Flask, params: Mapping[str, str]) -> HttpRequest:
     """Flask's request as the plain data the protocol handlers take."""
     return HttpRequest(
         content_type=request.mimetype, headers=cast(Mapping[str, str], request.headers), params=dict(params),
+        query=cast(Mapping[str, str], request.args),
         read_body=lambda: read_body(app.config["MAX_CONTENT_LENGTH"]),
         best_accept=lambda offered: request.accept_mimetypes.best_match(offered, default=offered[0]),
     )

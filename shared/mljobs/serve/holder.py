@@ -5,6 +5,8 @@ off the request path and swapped in with one reference assignment, so requests s
 old model or the new one, never a mix. A version that fails to load is refused and the old one
 keeps serving. Whatever a round of following meets, the thread survives it and counts it; a
 follower that has not finished a round for longer than `stale_after` makes the worker not ready.
+A holder the registry unloads (least recently used) drops its model and stops following until a
+request needs it again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import MljobsError
 from ..objectstore import STORE_OUTAGES
-from ..predictor import Predictor, load_predictor
+from ..predictor import Predictor, load_verified
 from ..store import ModelRef, ModelStore
 from .metrics import ServerMetrics
 
@@ -29,6 +31,7 @@ class Health(enum.Enum):
     READY = "ready"  # a verified model is loaded and its alias is being followed
     NO_MODEL = "no_model"  # no version could be loaded: missing, refused or unreadable
     NOT_FOLLOWING = "not_following"  # the follower has stalled past its bound: the model may be stale
+    UNLOADED = "unloaded"  # it served, and was unloaded to make room: the next request loads it again
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Readiness:
 
     @property
     def ready(self) -> bool:
-        return self.state is Health.READY
+        return self.state in (Health.READY, Health.UNLOADED)
 
 
 class ModelHolder:
@@ -48,12 +51,15 @@ class ModelHolder:
         # Ten missed rounds, and never under 30 s: a busy machine may delay a round or two.
         self.stale_after = stale_after if stale_after is not None else max(30.0, 10 * poll_seconds)
         self.predictor: Predictor | None = None
+        self.size_bytes = 0  # the loaded version's files: what the registry's memory bound counts
         self.last_error: str | None = None
         self.refused: set[str] = set()
+        self.unloaded = False
         self._rounds = 0
         self._last_round = time.monotonic()
         self._following = False
         self._stop = threading.Event()
+        self._load_lock = threading.Lock()
 
     # --- one round of following ----------------------------------------------------------------
 
@@ -81,7 +87,8 @@ class ModelHolder:
         if (current is not None and current.version == version) or version in self.refused:
             return
         try:
-            predictor = load_predictor(self.store, ModelRef(self.ref.name, version=version))
+            verified = self.store.open_version(self.ref.name, version)
+            predictor = load_verified(verified)
         except STORE_OUTAGES as exc:  # the store, not the version, failed: try it again next round
             self.metrics.follow_errors.inc()
             self._note_failure(f"version {version} not loaded: {exc}")
@@ -92,7 +99,9 @@ class ModelHolder:
             reason = str(exc) if isinstance(exc, MljobsError) else f"{type(exc).__name__}: {exc}"
             self._note_failure(f"version {version} refused: {reason}")
             return
-        self.predictor, self.last_error = predictor, None
+        self.predictor, self.last_error, self.unloaded = predictor, None, False
+        self.size_bytes = sum(len(data) for data in verified.files.values())
+        self.metrics.model_loads.labels(predictor.name).inc()
         self.metrics.serving(predictor.name, predictor.version, current.version if current else None)
         log.info("serving %s:%s", predictor.name, predictor.version)
 
@@ -104,6 +113,8 @@ class ModelHolder:
 
     def readiness(self) -> Readiness:
         """The one answer every probe gives (ping, health, v2 ready, the model's ready route)."""
+        if self.predictor is None and self.unloaded:
+            return Readiness(Health.UNLOADED)
         if self.predictor is None:
             return Readiness(Health.NO_MODEL if self._rounds else Health.STARTING, self.last_error or "the model is still loading")
         stalled = time.monotonic() - self._last_round
@@ -115,13 +126,35 @@ class ModelHolder:
     # --- the follower thread ------------------------------------------------------------------
 
     def start_following(self) -> None:
+        stop = self._stop = threading.Event()  # each follower thread has its own stop signal
+
         def loop() -> None:
-            while not self._stop.wait(self.poll_seconds):
+            while not stop.wait(self.poll_seconds):
                 self.refresh()
 
         self._following = True
         self._last_round = time.monotonic()
-        threading.Thread(target=loop, name="model-follower", daemon=True).start()
+        threading.Thread(target=loop, name=f"follow-{self.ref}", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
+
+    # --- loading on demand (the registry's side) ------------------------------------------------
+
+    def ensure_loaded(self, follow: bool) -> None:
+        """Load the model now if it was unloaded (one load however many threads ask)."""
+        with self._load_lock:
+            if self.predictor is not None or not (self.unloaded or self._rounds == 0):
+                return
+            self.refresh()
+            if follow and not self._following:
+                self.start_following()
+
+    def unload(self) -> None:
+        with self._load_lock:
+            self.stop()
+            self._following = False
+            if self.predictor is not None:
+                self.metrics.serving(self.predictor.name, None, self.predictor.version)
+            self.predictor, self.size_bytes, self.unloaded = None, 0, True
+            self.metrics.model_unloads.labels(self.ref.name).inc()

@@ -16,6 +16,7 @@ class HttpRequest:
     params: Mapping[str, str]  # path parameters, e.g. the model name of a v2 route
     read_body: Callable[[], bytes]  # enforces the size limit, whether the body is chunked or not
     best_accept: Callable[[list[str]], str | None]  # the client's preferred type among those offered
+    query: Mapping[str, str] = field(default_factory=dict)  # the URL's query arguments, e.g. ?explain=true
 
     def body(self) -> bytes:
         return self.read_body()

@@ -24,11 +24,15 @@ class ServerMetrics:
                            multiprocess_mode="liveall", registry=r)
         self.follow_errors = Counter("mljobs_model_follow_errors", "Rounds of following the alias that failed", registry=r)
         self.load_failures = Counter("mljobs_model_load_failures", "Model versions refused or failed to load", ["version"], registry=r)
+        self.model_loads = Counter("mljobs_model_loads", "Model versions loaded (first use, a new alias target, after an unload)",
+                                   ["model"], registry=r)
+        self.model_unloads = Counter("mljobs_model_unloads", "Models unloaded to keep within the server's bounds", ["model"], registry=r)
 
-    def serving(self, name: str, version: str, previous: str | None) -> None:
+    def serving(self, name: str, version: str | None, previous: str | None) -> None:
         if previous is not None:
             self.model.labels(name, previous).set(0)
-        self.model.labels(name, version).set(1)
+        if version is not None:
+            self.model.labels(name, version).set(1)
 
     def exposition(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -57,8 +57,10 @@ def operation(route: Route) -> dict[str, Any]:
         "responses": {**route.replies, **{code: {"description": text, "content": {"application/json": {"schema": shape}}}
                                           for code, text in sorted(errors.items())}},
     }
-    if names:
-        op["parameters"] = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    parameters = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    parameters += [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d} for n, t, d in route.query]
+    if parameters:
+        op["parameters"] = parameters
     if route.request:
         op["requestBody"] = {"required": True, "content": {t: {"schema": s} for t, s in route.request.items()}}
     return op

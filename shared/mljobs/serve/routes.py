@@ -5,6 +5,8 @@ from __future__ import annotations
 from .http import HttpRequest, Reply
 from .openapi import document
 from .protocols import mlflow, native, operations, v2
+from .protocols import ui
+from .protocols import sagemaker
 from .routing import MLJOBS, Route
 from .service import ScoringService
 
@@ -18,8 +20,9 @@ def openapi_document(service: ScoringService, request: HttpRequest) -> Reply:
 
 ROUTES: list[Route] = [
     *native.ROUTES,
-    *mlflow.ROUTES,
+    *sagemaker.ROUTES,  # /invocations (MLflow's too) and /execution-parameters
     *v2.ROUTES,
     *operations.ROUTES,
+    *ui.ROUTES,
     Route("/openapi.json", "GET", openapi_document, MLJOBS, "This document", replies={"200": {"description": "OpenAPI 3.0"}}),
 ]

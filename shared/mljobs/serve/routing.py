@@ -40,6 +40,7 @@ class Route:
     request: dict[str, Any] | None = None  # OpenAPI media type -> schema of the body
     replies: dict[str, Any] = field(default_factory=dict)  # OpenAPI responses of success
     errors: dict[str, str] = field(default_factory=dict)  # status -> when this route answers it
+    query: tuple[tuple[str, str, str], ...] = ()  # query arguments: name, OpenAPI type, what it does
 
     @property
     def endpoint(self) -> str:

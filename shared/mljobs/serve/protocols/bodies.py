@@ -4,10 +4,10 @@ bytes and a content type in, plain Python out (MLflow's scoring-server shape).""
 from __future__ import annotations
 
 import csv
-import io
 import json
 from typing import Any
 
+from ...csvdialect import cell_value, text_rows
 from ...schema import FeatureSchema
 from ..errors import ApiError, bad_request, unsupported_media_type
 from ..service import Columns
@@ -40,9 +40,13 @@ def require(content_type: str, allowed: tuple[str, ...]) -> None:
 
 
 def csv_records(body: bytes, schema: FeatureSchema) -> list[Record]:
-    """CSV rows as records. A first row naming every feature is a header; without one the
-    columns are the features in schema order (SageMaker's convention). Empty cells are missing."""
-    rows = list(csv.reader(io.StringIO(text_of(body))))
+    """CSV rows as records, in the one dialect (mljobs.csvdialect: its null spellings are missing).
+    A first row naming every feature is a header; without one the columns are the features in
+    schema order (SageMaker's convention)."""
+    try:
+        rows = [row for row in text_rows(text_of(body)) if row]  # empty lines are no rows, as in files
+    except csv.Error as exc:
+        raise bad_request(f"the CSV body is not valid CSV: {exc}") from None
     if not rows:
         raise bad_request("the CSV body has no rows")
     names = schema.names
@@ -55,7 +59,7 @@ def csv_records(body: bytes, schema: FeatureSchema) -> list[Record]:
         if len(row) != len(header):
             raise ApiError(400, "bad_request", f"CSV row {i} has {len(row)} values, expected {len(header)}",
                            [{"field": "(row)", "reason": f"{len(row)} values, expected {len(header)}", "row": i}])
-        records.append({k: (v if v != "" else None) for k, v in zip(header, row)})
+        records.append({k: cell_value(v) for k, v in zip(header, row)})
     if not records:
         raise bad_request("the CSV body has a header but no rows")
     return records

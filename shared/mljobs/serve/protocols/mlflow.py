@@ -1,6 +1,7 @@
-"""MLflow's scoring-server protocol, which SageMaker's /invocations also speaks: dataframe_split,
-dataframe_records, instances or inputs (JSON), or CSV with or without a header; the reply is
-{"predictions": [...]} (labels for classifiers), or CSV when the client accepts it."""
+"""MLflow's scoring-server request formats: dataframe_split, dataframe_records, instances or inputs
+(JSON), or CSV with or without a header; the reply is {"predictions": [...]} (labels for
+classifiers), or CSV when the client accepts it. The /invocations route, which MLflow shares with
+SageMaker, is in sagemaker.py."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ import io
 from typing import Any
 
 from ...schema import FeatureSchema
-from ..http import HttpRequest, Reply
-from ..routing import MLJOBS, Route
-from ..service import Columns, ScoringService
+from ..service import Columns
 from ..errors import bad_request
 from .bodies import CSV, JSON, Record, columns_of, csv_records, json_of, records_of, require, rows_to_records
-from .native import SCORING_ERRORS
 
 KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -44,25 +42,6 @@ def csv_reply(predictions: list[Any]) -> str:
     csv.writer(out, lineterminator="\n").writerows([p] for p in predictions)
     return out.getvalue()
 
-
-def invocations(service: ScoringService, request: HttpRequest) -> Reply:
-    predictor = service.model()
-    raw = service.score(predictor, decode(request.body(), request.content_type, predictor.schema))
-    values = predictor.labels(raw) if predictor.is_classifier else raw.tolist()
-    if request.best_accept([JSON, CSV]) == CSV:
-        return Reply(csv_reply(values), media_type=CSV, predictor=predictor)
-    return Reply({"predictions": values}, predictor=predictor)
-
-
-ROUTES = [
-    Route("/invocations", "POST", invocations, MLJOBS,
-          "MLflow's scoring protocol (also SageMaker's): predictions only, labels for classifiers",
-          request={JSON: {"$ref": "#/components/schemas/MlflowRequest"}, CSV: {"type": "string"}},
-          replies={"200": {"description": "one prediction per record", "content": {
-              JSON: {"schema": {"type": "object", "required": ["predictions"], "properties": {"predictions": {"type": "array"}}}},
-              CSV: {"schema": {"type": "string"}}}}},
-          errors=SCORING_ERRORS),
-]
 
 COMPONENTS = {
     "MlflowRequest": {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": {

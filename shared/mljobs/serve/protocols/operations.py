@@ -25,11 +25,12 @@ def version(service: ScoringService, request: HttpRequest) -> Reply:
 
 
 def metadata(service: ScoringService, request: HttpRequest) -> Reply:
-    predictor = service.model()
+    predictor = service.model(request.params.get("name"))
     return Reply({
         "model": {"name": predictor.name, "version": predictor.version},
         "schema": json.loads(predictor.schema.to_json()),
         "metrics": predictor.metadata.get("metrics", {}),
+        "feature_importance": predictor.feature_importance(),
     }, predictor=predictor)
 
 
@@ -45,8 +46,11 @@ ROUTES = [
     Route("/health", "GET", readiness, MLJOBS, "Ready to score (MLflow's probe)", replies=READY),
     Route("/version", "GET", version, MLJOBS, "mljobs' version and the model version served",
           replies={"200": {"description": "versions"}}),
-    Route("/metadata", "GET", metadata, MLJOBS, "The served model's schema and held-out metrics",
-          replies={"200": {"description": "schema and metrics"}}, errors={"503": "no verified model loaded yet"}),
+    Route("/metadata", "GET", metadata, MLJOBS, "The default model's schema, held-out metrics and feature importance",
+          replies={"200": {"description": "schema, metrics, importance"}}, errors={"503": "no verified model loaded yet"}),
+    Route("/models/<name>/metadata", "GET", metadata, MLJOBS, "The named model's schema, held-out metrics and feature importance",
+          replies={"200": {"description": "schema, metrics, importance"}},
+          errors={"404": "no such model in the store", "503": "no verified model loaded yet"}),
     Route("/metrics", "GET", metrics, MLJOBS, "Prometheus metrics",
           replies={"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}),
 ]

@@ -18,17 +18,18 @@ from typing import Any, Mapping
 from ... import __version__
 from ...predictor import Predictor
 from ...schema import BOOLEAN, CATEGORICAL, NUMERIC, FeatureSchema
-from ..errors import ApiError, bad_request
+from ..errors import bad_request
 from ..http import HttpRequest, Reply
 from ..routing import Protocol, Route
 from ..service import Columns, ScoringService
 from . import v2_binary
 from .bodies import JSON, columns_of, json_of, require
+from .explaining import Explain, explain_asked
 from .operations import readiness
 
 V2 = Protocol("v2", lambda exc: {"error": exc.message, "details": exc.body()["error"]}, "V2Error")
 FEATURE_TYPES = {NUMERIC: "FP64", CATEGORICAL: "BYTES", "boolean": "BOOL"}
-ERRORS = {"404": "not the model served here", "503": "no verified model loaded yet"}
+ERRORS = {"404": "no such model, or no such version of it, in the store", "503": "no verified model loaded yet"}
 MATRIX_INPUT = "input-0"  # the name MLServer's NumpyRequestCodec gives its one tensor
 INTEGERS = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
@@ -205,6 +206,7 @@ class InferRequest:
     request_id: str | None
     outputs: dict[str, bool | None]  # the outputs asked for (all when empty); binary or not, None: the default
     binary_by_default: bool  # the request's binary_data_output
+    explain: Explain | None = None  # parameters {"explain": true, "top_k": K}: add feature attributions
 
 
 def payload_and_binary(body: bytes, content_type: str, headers: Mapping[str, str]) -> tuple[Any, bytes]:
@@ -238,8 +240,9 @@ def decode(body: bytes, content_type: str, headers: Mapping[str, str], schema: F
         raise bad_request("content_type 'np' takes exactly one input")
     columns = matrix_columns(tensors[0], schema) if matrix else feature_columns(tensors, schema)
     request_id = payload.get("id") if isinstance(payload.get("id"), str) else None
-    return InferRequest(columns, request_id, requested_outputs(payload),
-                        parameters_of(payload.get("parameters")).get("binary_data_output") is True)
+    parameters = parameters_of(payload.get("parameters"))
+    return InferRequest(columns, request_id, requested_outputs(payload), parameters.get("binary_data_output") is True,
+                        explain_asked(parameters.get("explain"), parameters.get("top_k"), "parameters"))
 
 
 def requested_outputs(payload: dict[str, Any]) -> dict[str, bool | None]:
@@ -300,7 +303,7 @@ def live(service: ScoringService, request: HttpRequest) -> Reply:
 
 def model_metadata(service: ScoringService, request: HttpRequest) -> Reply:
     name = request.params["name"]
-    predictor = service.model(name)
+    predictor = service.model(name, request.params.get("version"))
     schema = predictor.schema
     return Reply({
         "name": name, "versions": [predictor.version], "platform": "mljobs",
@@ -313,19 +316,29 @@ def model_metadata(service: ScoringService, request: HttpRequest) -> Reply:
 
 
 def model_ready(service: ScoringService, request: HttpRequest) -> Reply:
-    name = request.params["name"]
-    if name != service.ref.name:
-        raise ApiError(404, "not_found", f"model '{name}' is not served here (this server serves '{service.ref.name}')")
-    ready = service.readiness().ready
-    return Reply({"name": name, "ready": ready}, 200 if ready else 503, predictor=service.holder.predictor)
+    name, version = request.params["name"], request.params.get("version")
+    ready = service.readiness(name, version).ready
+    return Reply({"name": name, "ready": ready}, 200 if ready else 503, predictor=service.registry.current(name))
+
+
+def repository_index(service: ScoringService, request: HttpRequest) -> Reply:
+    """Every model the store holds and whether this worker has it loaded (MLServer's and Triton's shape)."""
+    return Reply([{"name": m["name"], "version": m["loaded"] or m["serves"], "state": "READY" if m["loaded"] else "UNAVAILABLE",
+                   "reason": "" if m["loaded"] else "not loaded: the first request loads it"} for m in service.catalogue()])
 
 
 def infer(service: ScoringService, request: HttpRequest) -> Reply:
     name = request.params["name"]
-    predictor = service.model(name)
+    predictor = service.model(name, request.params.get("version"))
     decoded = decode(request.body(), request.content_type, request.headers, predictor.schema)
-    raw = service.score(predictor, decoded.columns)
+    matrix = service.matrix(predictor, decoded.columns)
+    raw = service.score_matrix(predictor, matrix)
     results = {n: c.to_pylist() for n, c in predictor.output_columns(raw, proba=True).items()}
+    if decoded.explain is not None:
+        explained = service.explain(predictor, matrix, decoded.explain.top_k)
+        results["top_feature_attributions"] = [json.dumps(e["top_feature_attributions"]) for e in explained]
+        for key in ("baseline_prediction_value", "prediction_value"):
+            results[key] = [float(e[key]) for e in explained]
     return infer_reply(name, predictor, decoded, results)
 
 
@@ -362,8 +375,12 @@ ROUTES = [
     Route("/v2/models/<name>", "GET", model_metadata, V2, "The model's inputs and outputs", replies=METADATA_REPLY, errors=ERRORS),
     Route("/v2/models/<name>/versions/<version>", "GET", model_metadata, V2, "The model's inputs and outputs",
           replies=METADATA_REPLY, errors=ERRORS),
-    Route("/v2/models/<name>/ready", "GET", model_ready, V2, "The model is loaded and followed",
+    Route("/v2/models/<name>/ready", "GET", model_ready, V2, "The model is loaded and followed (a ready probe loads it)",
           replies=READY_REPLIES, errors={"404": ERRORS["404"]}),
+    Route("/v2/models/<name>/versions/<version>/ready", "GET", model_ready, V2, "That version is loaded",
+          replies=READY_REPLIES, errors={"404": ERRORS["404"]}),
+    Route("/v2/repository/index", "POST", repository_index, V2, "Every model in the store, loaded or not",
+          replies={"200": {"description": "name, version, state and reason of each model"}}),
     infer_route("/v2/models/<name>/infer"),
     infer_route("/v2/models/<name>/versions/<version>/infer"),
 ]

@@ -1,0 +1,130 @@
+"""The CSV reader: the typed fast path gives the text path's values and rejects exactly (same row,
+field and reason), with bad values in the first, a middle and the last block; the dialect's null
+spellings are missing in every reader; the quick fingerprint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from mljobs import csvdialect, demo, tableio
+from mljobs.featurize import Featurizer
+from mljobs.schema import CATEGORICAL, NUMERIC, Feature, FeatureSchema
+
+SCHEMA = FeatureSchema((Feature("age", NUMERIC, "int64"), Feature("charges", NUMERIC, "double"),
+                        Feature("plan", CATEGORICAL, "string", ("basic", "premium"))), "y", "regression")
+TEXT = {f.name: pa.string() for f in SCHEMA.features}
+TYPED = {f.name: pa.float64() if f.kind == NUMERIC else pa.string() for f in SCHEMA.features}
+
+
+def write_rows(path, rows: int, bad: dict[int, str]) -> None:
+    rng = np.random.default_rng(3)
+    age = [str(v) for v in rng.integers(18, 80, rows)]
+    for row, value in bad.items():
+        age[row] = value
+    charges = [f"{v:.3f}" for v in rng.normal(60, 20, rows)]
+    charges[5] = "NA"
+    table = pa.table({"id": [f"r{i}" for i in range(rows)], "age": age, "charges": charges,
+                      "plan": rng.choice(["basic", "premium"], rows)})
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="none"))
+
+
+def featurized(path, fast: bool) -> tuple[np.ndarray, list[tuple[int | None, str, str]], list[pa.DataType]]:
+    featurizer, first, matrices, errors, id_types = Featurizer(SCHEMA), 0, [], [], []
+    for _, batch in tableio.iter_batches([path], 2_000, TEXT, TYPED if fast else None):
+        features = featurizer.transform_table(batch, first)
+        matrices.append(features.matrix)
+        errors += [(e.row, e.field, e.reason) for e in features.errors]
+        id_types.append(batch.schema.field("id").type)
+        first += batch.num_rows
+    return np.vstack(matrices), errors, id_types
+
+
+@pytest.mark.parametrize("bad", [{}, {0: "x"}, {20_000: "forty", 20_001: "1.5.5"},
+                                 {39_999: "?"}, {i: "bad" for i in range(0, 40_000, 3_000)}],
+                         ids=["clean", "first-block", "middle", "last-row", "every-block"])
+def test_the_typed_path_gives_the_text_paths_values_and_rejects(tmp_path, bad):
+    path = tmp_path / "in.csv"
+    write_rows(path, 40_000, bad)
+    text_matrix, text_errors, _ = featurized(path, fast=False)
+    typed_matrix, typed_errors, id_types = featurized(path, fast=True)
+    assert typed_errors == text_errors
+    assert [row for row, _, _ in typed_errors] == sorted(bad)
+    np.testing.assert_array_equal(typed_matrix, text_matrix)
+    assert set(id_types) == {pa.string()}
+
+
+def test_the_typed_path_reads_a_ragged_file_as_an_error_naming_it(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("id,age,charges,plan\nr0,1,2.0,basic\nr1,3\n")
+    with pytest.raises(tableio.BadInputError, match="cannot read ragged.csv"):
+        list(tableio.iter_batches([path], 100, TEXT, TYPED))
+
+
+def test_every_null_spelling_is_missing_in_every_reader(tmp_path):
+    import duckdb
+
+    cells = [f'"{s}"' if i % 2 else s for i, s in enumerate(csvdialect.NULL_STRINGS)]
+    path = tmp_path / "nulls.csv"
+    path.write_text("a,b\n" + "".join(f"{c},x\n" for c in cells) + " NA,x\n")
+    arrow = pacsv.read_csv(path, **csvdialect.arrow_options({"a": pa.string()})).column("a").to_pylist()
+    duck = [r[0] for r in duckdb.sql(f"SELECT a FROM {csvdialect.duckdb_read_csv(str(path), {'a': 'VARCHAR'})}").fetchall()]
+    python = [csvdialect.cell_value(row[0]) for row in list(csvdialect.text_rows(path.read_text()))[1:]]
+    assert arrow == duck == python == [None] * len(cells) + [" NA"]
+
+
+def test_the_quick_fingerprint_follows_size_and_ends_and_ignores_the_clock(tmp_path):
+    path = tmp_path / "in.csv"
+    pacsv.write_csv(demo.scoring_table(rows=5000), path)
+    first = tableio.quick_fingerprint([path])
+    copy = tmp_path / "copy" / "in.csv"
+    copy.parent.mkdir()
+    shutil.copyfile(path, copy)
+    os.utime(copy, (1, 1))
+    assert tableio.quick_fingerprint([copy]) == first
+    data = bytearray(path.read_bytes())
+    data[-3:-1] = b"99" if data[-3:-1] != b"99" else b"98"
+    path.write_bytes(bytes(data))
+    assert tableio.quick_fingerprint([path]) != first
+
+
+def test_a_rerun_found_by_the_quick_fingerprint_is_confirmed_by_the_full_hash(demo_store, tmp_path):
+    from mljobs.jobs import predict
+
+    path, out = tmp_path / "in.csv", tmp_path / "out"
+    pacsv.write_csv(demo.scoring_table(rows=5000), path)
+    flags = ["--models-dir", str(demo_store / "models"), "--runs-dir", str(demo_store / "runs"), "--output", str(out), "--input", str(path)]
+    assert predict.main(flags) == 0
+    assert predict.main(flags) == 0  # the same bytes: found, confirmed, not scored again
+    assert len(list(out.glob("model=demo/date=*/run=*"))) == 1
+    # Same size, same ends, another digit in the middle: the cheap fingerprint matches, the hash does not.
+    data = bytearray(path.read_bytes())
+    middle = data.index(b",", len(data) // 2) + 1
+    while not data[middle:middle + 1].isdigit():
+        middle += 1
+    data[middle:middle + 1] = b"1" if data[middle:middle + 1] != b"1" else b"2"
+    path.write_bytes(bytes(data))
+    assert predict.main(flags) == 0
+    assert len(list(out.glob("model=demo/date=*/run=*"))) == 2
+
+
+@pytest.mark.parametrize("newline, bom, last_newline", [("\n", "", True), ("\r\n", "\ufeff", False)], ids=["lf", "crlf-bom"])
+def test_blank_lines_line_ends_and_a_byte_order_mark_number_rows_alike(tmp_path, newline, bom, last_newline):
+    lines = ["id,age,charges,plan"]
+    for i in range(30_000):
+        age = "bad" if i in (7, 15_000, 29_999) else str(20 + i % 50)
+        lines.append(f"r{i},{age},{i % 97}.5,{'basic' if i % 3 else 'premium'}")
+        if i % 7 == 0:
+            lines.append("")
+    path = tmp_path / "in.csv"
+    path.write_bytes((bom + newline.join(lines) + (newline if last_newline else "")).encode())
+    text_matrix, text_errors, _ = featurized(path, fast=False)
+    typed_matrix, typed_errors, _ = featurized(path, fast=True)
+    assert [row for row, _, _ in typed_errors] == [7, 15_000, 29_999] and typed_errors == text_errors
+    np.testing.assert_array_equal(typed_matrix, text_matrix)
+    assert len(typed_matrix) == 30_000
