@@ -181,3 +181,16 @@ def test_mlflow_and_sagemaker_formats_reach_the_named_model(store_root):
     unknown = client.post("/invocations", json={"dataframe_records": price}, headers={"X-Amzn-SageMaker-Target-Model": "nope.tar.gz"})
     assert unknown.status_code == 404 and "nope" in unknown.get_json()["error"]["message"]
     stop(app)
+
+
+def test_a_refused_version_named_in_the_path_is_a_503_that_says_so(tmp_path):
+    root = tmp_path / "models"
+    store = ModelStore(root)
+    publish(store, "price", train(regression_table(), TrainSpec("price")), PROVENANCE)
+    publish(store, "price", train(regression_table(), TrainSpec("price", seed=3)), PROVENANCE)
+    (root / "price" / "2" / "schema.json").write_text("{}")  # no longer what the MANIFEST says
+    app, client = server(root, MODEL="price")
+    reply = client.get("/v2/models/price/versions/2")
+    assert reply.status_code == 503 and "refused" in reply.get_json()["error"] and "Traceback" not in reply.get_data(as_text=True)
+    assert client.get("/v2/models/price/versions/1").status_code == 200
+    stop(app)

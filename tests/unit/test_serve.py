@@ -169,6 +169,7 @@ BAD = [
     ("mlflow-no-key", "/invocations", json.dumps({"records": ROWS}), J, 400, None),
     ("mlflow-two-keys", "/invocations", json.dumps({"instances": ROWS, "inputs": ROWS}), J, 400, None),
     ("mlflow-split-no-data", "/invocations", json.dumps({"dataframe_split": {"columns": ["age"]}}), J, 400, None),
+    ("mlflow-split-null-column", "/invocations", json.dumps({"dataframe_split": {"columns": [None], "data": [[], []]}}), J, 400, None),
     ("mlflow-split-ragged", "/invocations", json.dumps({"dataframe_split": {"columns": ["age", "plan"], "data": [[1]]}}), J, 400, None),
     ("mlflow-inputs-ragged", "/invocations", json.dumps({"inputs": {"age": [1, 2], "plan": ["basic"]}}), J, 400, None),
     ("mlflow-instances-short-rows", "/invocations", json.dumps({"instances": [[1, 2]]}), J, 400, None),

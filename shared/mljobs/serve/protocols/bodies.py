@@ -85,7 +85,9 @@ def columns_of(columns: dict[str, Any], what: str) -> Columns:
     return Columns(values, rows)
 
 
-def rows_to_records(rows: list[Any], columns: list[str], what: str) -> list[Record]:
+def rows_to_records(rows: list[Any], columns: list[Any], what: str) -> list[Record]:
+    if not all(isinstance(c, str) for c in columns):
+        raise bad_request(f"{what}: 'columns' must be a list of column names (strings)")
     if not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
         raise bad_request(f"{what}: each row must be a list of {len(columns)} values ({', '.join(columns)})")
     return [dict(zip(columns, row)) for row in rows]

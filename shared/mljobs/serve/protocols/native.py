@@ -12,7 +12,7 @@ from .bodies import CSV, JSON, csv_records, json_of, records_of, require
 from .explaining import explain_asked
 
 SCORING_ERRORS = {"415": "not JSON or CSV, or not UTF-8", "422": "records that do not fit the model; the bad fields named",
-                  "503": "no verified model loaded yet"}
+                  "503": "no verified model loaded: still loading, or the version is refused (the reason says which)"}
 PREDICT_ERRORS = {**SCORING_ERRORS, "400": "a body that is not JSON or CSV; explain asked with bad arguments, "
                                            "or of an estimator without explanations"}
 NAMED_MODEL_ERRORS = {**PREDICT_ERRORS, "404": "no such model in the store"}

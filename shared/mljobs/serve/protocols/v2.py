@@ -29,7 +29,8 @@ from .operations import readiness
 
 V2 = Protocol("v2", lambda exc: {"error": exc.message, "details": exc.body()["error"]}, "V2Error")
 FEATURE_TYPES = {NUMERIC: "FP64", CATEGORICAL: "BYTES", "boolean": "BOOL"}
-ERRORS = {"404": "no such model, or no such version of it, in the store", "503": "no verified model loaded yet"}
+ERRORS = {"404": "no such model, or no such version of it, in the store",
+          "503": "no verified model loaded: still loading, or the version is refused (the reason says which)"}
 MATRIX_INPUT = "input-0"  # the name MLServer's NumpyRequestCodec gives its one tensor
 INTEGERS = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
