@@ -26,7 +26,7 @@ from .estimators import Estimator
 from .estimators.lightgbm_model import LightGBMEstimator
 from .estimators.native_lightgbm import compile_native
 from .estimators.sklearn_frame import SklearnFrameEstimator
-from .estimators.sklearn_model import TRUSTED_PREFIXES, TRUSTED_TYPES
+from .estimators.sklearn_model import outside_allow_list
 from .pickle_scan import LIGHTGBM_NAMES, load_pickle  # nosec B403 - the allow-listed loader
 from .predictor import METADATA_FILE, SCHEMA_FILE, installed_version, load_verified
 from .runs import RunRecord
@@ -187,7 +187,7 @@ def load_skops(data: bytes, extra: frozenset[str], trust: bool) -> Any:
         untrusted = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises assorted errors on a damaged file
         raise ModelError(f"skops cannot read the model file: {exc}") from exc
-    refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES or t in extra)]
+    refused = outside_allow_list(untrusted, extra)
     if refused and not trust:
         raise ModelError(f"the model file holds the type {refused[0]}, which is outside the allow-list "
                          "(scikit-learn, numpy, scipy types); import it with --trust-pickle only if you trust where it came from")
@@ -279,7 +279,7 @@ def types_beyond_allow_list(model: Any) -> list[str]:
         untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     except Exception as exc:
         raise ModelError(f"the model cannot be saved in mljobs' scikit-learn format (skops): {exc}") from exc
-    return [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES)]
+    return outside_allow_list(untrusted)
 
 
 def target_name(origin: dict[str, Any]) -> str:

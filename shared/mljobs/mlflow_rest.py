@@ -19,15 +19,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ModelError, UsageError
+from .errors import MljobsError, ModelError, UsageError
 
 TRACKING_URI = "MLFLOW_TRACKING_URI"
 API, ARTIFACTS_API = "/api/2.0/mlflow", "/api/2.0/mlflow-artifacts/artifacts"
 TIMEOUT = 30.0
 
 
-class MlflowError(UsageError):
-    """The tracking server cannot be reached, or refused a call."""
+class MlflowError(MljobsError):
+    """The tracking server cannot be reached, or refused a call (exit 1: not the user's usage)."""
 
 
 def tracking_uri(environ: Mapping[str, str] | None = None) -> str | None:
@@ -38,8 +38,12 @@ def tracking_uri(environ: Mapping[str, str] | None = None) -> str | None:
 class MlflowRest:
     def __init__(self, uri: str, environ: Mapping[str, str] | None = None):
         environ = os.environ if environ is None else environ
-        if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
-            raise UsageError(f"{TRACKING_URI}={uri}: give the http(s) address of an MLflow tracking server")
+        parts = urllib.parse.urlsplit(uri)
+        if parts.scheme not in ("http", "https"):
+            raise UsageError(f"{TRACKING_URI}: give the http(s) address of an MLflow tracking server")
+        if parts.username is not None or parts.password is not None:  # it would show in every log line and run record
+            raise UsageError(f"{TRACKING_URI}: put no user or password in the address; "
+                             "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)")
         self.base = uri.rstrip("/")
         self.headers: dict[str, str] = {}
         if environ.get("MLFLOW_TRACKING_TOKEN"):

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any, Mapping
 
-from .errors import UsageError
+from .errors import MljobsError
 from .mlflow_rest import MlflowRest, tracking_uri
 
 log = logging.getLogger("mljobs.mlflow")
@@ -28,7 +28,7 @@ def log_training_run(store: Any, name: str, version: str, trained: Any, spec: An
         return None
     try:
         return _log(MlflowRest(uri, environ), store, name, version, trained, spec, job_run_id, environ)
-    except UsageError as exc:  # unreachable, refused, or not an http(s) server address
+    except (MljobsError, ValueError, KeyError, TypeError) as exc:  # unreachable, refused, or an answer not MLflow's
         log.warning("the run was not logged to MLflow: %s", exc)
         return None
 
@@ -63,7 +63,7 @@ def _log(client: MlflowRest, store: Any, name: str, version: str, trained: Any, 
         for file, content_type in ARTIFACTS.items():
             if file in verified.files:
                 client.upload(created["artifact_uri"], file, verified.files[file], content_type)
-    except UsageError as exc:  # no artifact proxy: the run keeps its parameters, metrics and tags
+    except MljobsError as exc:  # no artifact proxy: the run keeps its parameters, metrics and tags
         log.warning("the run's artifacts were not logged to MLflow: %s", exc)
     client.call("POST", "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": int(time.time() * 1000)})
     log.info("logged the run to MLflow at %s (run %s)", client.base, run_id)

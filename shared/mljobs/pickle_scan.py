@@ -18,6 +18,7 @@ import pickletools  # nosec B403 - reads opcodes, executes nothing
 from typing import Any, Iterable
 
 from .errors import ModelError
+from .estimators.sklearn_model import defined_in_sklearn
 
 # How numpy and the standard library rebuild arrays, scalars and containers in a pickle.
 REBUILDERS = frozenset({
@@ -86,13 +87,13 @@ def is_allowed(name: str, extra: Iterable[str] = ()) -> bool:
     """A name skops trusts by default, a scikit-learn class, a numpy rebuilder, or one of `extra`."""
     if name in REBUILDERS or name in extra or name in skops_default_names():
         return True
-    if name.startswith("sklearn."):
+    # Only an estimator class scikit-learn itself defines: its modules re-export names from
+    # elsewhere (operator.attrgetter, functools.partial, ...), and unpickling calls what it names.
+    if defined_in_sklearn(name):
+        from sklearn.base import BaseEstimator
+
         module, _, attribute = name.rpartition(".")
-        try:
-            found = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError):
-            return False
-        return isinstance(found, type)  # a class, never a function
+        return issubclass(getattr(importlib.import_module(module), attribute), BaseEstimator)
     return False
 
 

@@ -193,3 +193,25 @@ def test_a_booster_trained_on_pandas_categories_keeps_their_codes(tmp_path: Path
     rows = pa.table({"x1": frame.x1, "n": frame.n, "plan": frame.plan.astype(str)})
     columns, _ = predictor.score_table(rows, proba=True)
     np.testing.assert_allclose(columns["proba_1"].to_numpy(), booster.predict(frame), rtol=1e-12)
+
+
+def test_a_name_sklearn_only_re_exports_is_refused():
+    """sklearn modules re-export operator.itemgetter and friends, which chain to eval: the scan
+    must refuse such a name (not scikit-learn's own class), and so must the restricted loader."""
+    from mljobs import pickle_scan
+    from mljobs.errors import ModelError
+
+    data = b"csklearn.feature_extraction.text\nitemgetter\n(S'x'\ntR."  # itemgetter('x'), named through sklearn
+    assert pickle_scan.refused_names(data) == ["sklearn.feature_extraction.text.itemgetter"]
+    with pytest.raises(ModelError):
+        pickle_scan.load_pickle(data)
+    assert pickle_scan.refused_names(b"csklearn.linear_model._logistic\nLogisticRegression\n)R.") == []
+
+
+def test_a_tracking_address_with_a_password_in_it_is_refused_without_echoing_it():
+    from mljobs.errors import UsageError
+    from mljobs.mlflow_rest import MlflowRest
+
+    with pytest.raises(UsageError) as refused:
+        MlflowRest("https://ann:s3cret@mlflow.example:5000", {})
+    assert "s3cret" not in str(refused.value) and "MLFLOW_TRACKING_PASSWORD" in str(refused.value)

@@ -77,6 +77,8 @@ def test_a_path_naming_a_version_is_answered_by_that_version_or_404(store_root):
         assert reply.status_code == 200 and reply.get_json()["model_version"] == version
         assert client.get(f"/v2/models/demo/versions/{version}").get_json()["versions"] == [version]
         assert client.get(f"/v2/models/demo/versions/{version}/ready").status_code == 200
+        bad = client.post(f"/v2/models/demo/versions/{version}/infer", json={})
+        assert bad.status_code == 400 and bad.headers["X-Model-Version"] == version  # an error names the version asked for
     for path in ("/v2/models/demo/versions/9/ready", "/v2/models/demo/versions/9", "/v2/models/nope/ready",
                  "/models/nope/metadata", "/v2/models/demo/versions/..%2Fx/ready", "/v2/models/a%20b/ready",
                  "/v2/models/demo/versions/1%3B2/ready"):
@@ -193,4 +195,35 @@ def test_a_refused_version_named_in_the_path_is_a_503_that_says_so(tmp_path):
     reply = client.get("/v2/models/price/versions/2")
     assert reply.status_code == 503 and "refused" in reply.get_json()["error"] and "Traceback" not in reply.get_data(as_text=True)
     assert client.get("/v2/models/price/versions/1").status_code == 200
+    stop(app)
+
+
+def test_a_round_that_ends_after_an_unload_leaves_the_model_unloaded(store_root):
+    import threading
+
+    app, client = server(store_root)
+    holder = app.extensions["mljobs.registry"].default
+    holder.unload()
+    stopped = threading.Event()
+    stopped.set()  # the follower's own stop signal, set by the unload while its round was loading
+    holder.refresh(stopped)
+    assert holder.predictor is None and holder.unloaded
+    assert client.post("/predict", json=ROWS).status_code == 200  # the next request loads it again
+    stop(app)
+
+
+def test_a_pinned_version_that_met_a_store_outage_loads_at_the_next_request(store_root, monkeypatch):
+    from mljobs.objectstore import StoreUnreachable
+
+    app, client = server(store_root)
+    store = app.extensions["mljobs.registry"].store
+    real = store.open_version
+
+    def down(name, version):
+        raise StoreUnreachable("the store is down")
+
+    monkeypatch.setattr(store, "open_version", down)
+    assert client.get("/v2/models/demo/versions/2").status_code == 503
+    monkeypatch.setattr(store, "open_version", real)
+    assert client.get("/v2/models/demo/versions/2").status_code == 200  # no follower to retry it: the request does
     stop(app)

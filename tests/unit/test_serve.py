@@ -196,6 +196,8 @@ BAD = [
     ("v2-version-missing-feature", "/v2/models/demo/versions/1/infer",
      json.dumps({"inputs": [{"name": "age", "data": [1], "shape": [1], "datatype": "FP64"}]}), J, 422, "plan"),
     ("v2-version-text", "/v2/models/demo/versions/1/infer", "hello", "text/plain", 415, None),
+    ("v2-explain-infinite-top-k", "/v2/models/demo/infer", '{"parameters": {"explain": true, "top_k": Infinity}, "inputs": ['
+     '{"name": "age", "data": [1], "shape": [1], "datatype": "FP64"}]}', J, 400, None),
     ("v2-explain-bad-top-k", "/v2/models/demo/infer", json.dumps({"parameters": {"explain": True, "top_k": "x"}, "inputs": [
         {"name": "age", "data": [1], "shape": [1], "datatype": "FP64"}]}), J, 400, None),
     ("unknown-route", "/nope", "{}", J, 404, None),

@@ -137,11 +137,12 @@ def test_ml_evaluate_on_the_held_out_rows_equals_the_stored_metrics(store, tmp_p
         ("SELECT * FROM ml_predict('churn', TABLE '{new}', colour => 1)", 2, "ml_predict('churn') has no argument 'colour'"),
         ("SELECT * FROM ml_predict('species', TABLE '{new}', threshold => 0.3)", 2, "threshold is for binary classifiers"),
         ("SELECT * FROM ml_explain_predict('churn', TABLE '{new}', top_k => 0)", 2, "top_k must be a whole number"),
+        ("SELECT * FROM ml_explain_predict('churn', TABLE '{new}', top_k => inf)", 2, "must be a finite number"),
         ("SELECT * FROM ml_predict(churn, TABLE '{new}')", 2, "the first argument must be the model as a string"),
         ("SELECT * FROM ml_predict('churn', (SELECT age FROM '{new}'))", 3, "column 'tenure_months': column missing"),
         ("SELECT * FROM ml_evaluate('churn', TABLE '{new}')", 2, "the rows have no column 'churned'"),
     ],
-    ids=["model", "version", "alias", "argument", "threshold", "top-k", "model-not-a-string", "columns", "no-label"],
+    ids=["model", "version", "alias", "argument", "threshold", "top-k", "top-k-infinite", "model-not-a-string", "columns", "no-label"],
 )
 def test_bad_calls_are_one_line_naming_the_problem(store, tmp_path, capsys, query, code, message):
     assert run_sql(store, tmp_path, query.format(new=f"{store}/churn-new.parquet")) == code

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import ModelError
 from ..manifest import VerifiedVersion
 from ..schema import BOOLEAN, CATEGORICAL, CLASSIFICATION, FeatureSchema
-from .sklearn_model import SKOPS_FILE, TRUSTED_PREFIXES, TRUSTED_TYPES
+from .sklearn_model import load_skops_model, save_skops_model
 
 METADATA_FILE = "metadata.json"  # predictor.METADATA_FILE (predictor imports this package, so not from there)
 
@@ -60,34 +59,17 @@ class SklearnFrameEstimator:
         return np.asarray(self.model.predict(rows), dtype=np.float64).reshape(-1)
 
     def save(self, folder: Path) -> list[str]:
-        import skops.io
-
-        skops.io.dump(self.model, folder / SKOPS_FILE)
-        return [SKOPS_FILE]
+        return save_skops_model(self.model, folder)
 
     def importances(self) -> np.ndarray | None:
         return None  # the model's own features are the encoded columns, not ours
 
     @classmethod
     def load(cls, verified: VerifiedVersion, schema: FeatureSchema) -> SklearnFrameEstimator:
-        import skops.io
-
         meta = json.loads(verified.text(METADATA_FILE))
         # Types beyond the allow-list that the importer let in with --trust-pickle, as its version records.
-        extra = set(meta.get("imported", {}).get("trusted_types", [])) if meta.get("trust_pickle") else set()
-        try:
-            data = verified.files[SKOPS_FILE]
-            untrusted = skops.io.get_untrusted_types(data=data)
-        except Exception as exc:  # skops raises assorted errors on a damaged file
-            raise ModelError(f"model {verified.label} is refused: skops cannot read it ({exc})") from exc
-        refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES or t in extra)]
-        if refused:
-            raise ModelError(f"model {verified.label} is refused: it contains the untrusted type {refused[0]}")
-        try:
-            model = skops.io.loads(data, trusted=untrusted)
-        except Exception as exc:
-            raise ModelError(f"model {verified.label} is refused: skops cannot load it ({exc})") from exc
-        return cls(model, schema)
+        extra = frozenset(meta.get("imported", {}).get("trusted_types", [])) if meta.get("trust_pickle") else frozenset()
+        return cls(load_skops_model(verified, extra), schema)
 
 
 def load_sklearn_frame(verified: VerifiedVersion, schema: FeatureSchema) -> SklearnFrameEstimator:

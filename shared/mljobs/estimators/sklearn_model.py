@@ -35,10 +35,7 @@ class SklearnEstimator:
         return np.asarray(self.model.predict(matrix), dtype=np.float64)
 
     def save(self, folder: Path) -> list[str]:
-        import skops.io
-
-        skops.io.dump(self.model, folder / SKOPS_FILE)
-        return [SKOPS_FILE]
+        return save_skops_model(self.model, folder)
 
     def importances(self) -> np.ndarray | None:
         final = self.model.steps[-1][1] if hasattr(self.model, "steps") else self.model
@@ -50,21 +47,51 @@ class SklearnEstimator:
 
     @classmethod
     def load(cls, verified: VerifiedVersion, schema: FeatureSchema) -> SklearnEstimator:
-        import skops.io
+        return cls(load_skops_model(verified), schema.task == CLASSIFICATION)
 
-        try:
-            data = verified.files[SKOPS_FILE]
-            untrusted = skops.io.get_untrusted_types(data=data)
-        except Exception as exc:  # skops raises assorted errors on a damaged file
-            raise ModelError(f"model {verified.label} is refused: skops cannot read it ({exc})") from exc
-        refused = [t for t in untrusted if not (t.startswith(TRUSTED_PREFIXES) or t in TRUSTED_TYPES)]
-        if refused:
-            raise ModelError(f"model {verified.label} is refused: it contains the untrusted type {refused[0]}")
-        try:
-            model = skops.io.loads(data, trusted=untrusted)
-        except Exception as exc:
-            raise ModelError(f"model {verified.label} is refused: skops cannot load it ({exc})") from exc
-        return cls(model, schema.task == CLASSIFICATION)
+
+def load_skops_model(verified: VerifiedVersion, also_trusted: frozenset[str] = frozenset()) -> Any:
+    """The version's skops file, loaded only if every type in it is on the allow-list (plus
+    `also_trusted`: what an import let in with --trust-pickle, as its version records)."""
+    import skops.io
+
+    try:
+        data = verified.files[SKOPS_FILE]
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # skops raises assorted errors on a damaged file
+        raise ModelError(f"model {verified.label} is refused: skops cannot read it ({exc})") from exc
+    refused = outside_allow_list(untrusted, also_trusted)
+    if refused:
+        raise ModelError(f"model {verified.label} is refused: it contains the untrusted type {refused[0]}")
+    try:
+        return skops.io.loads(data, trusted=untrusted)
+    except Exception as exc:
+        raise ModelError(f"model {verified.label} is refused: skops cannot load it ({exc})") from exc
+
+
+def outside_allow_list(types: list[str], also_trusted: frozenset[str] = frozenset()) -> list[str]:
+    """The types skops does not trust by itself that our allow-list does not take either."""
+    return [t for t in types if not (t in TRUSTED_TYPES or t in also_trusted or defined_in_sklearn(t))]
+
+
+def defined_in_sklearn(name: str) -> bool:
+    """A class scikit-learn defines under that name: not one of the names its modules re-export
+    from elsewhere (operator.itemgetter as sklearn.feature_extraction.text.itemgetter, say)."""
+    if not name.startswith(TRUSTED_PREFIXES):
+        return False
+    module, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(found, type) and f"{found.__module__}.{found.__qualname__}" == name
+
+
+def save_skops_model(model: Any, folder: Path) -> list[str]:
+    import skops.io
+
+    skops.io.dump(model, folder / SKOPS_FILE)
+    return [SKOPS_FILE]
 
 
 def estimator_class(path: str) -> type:

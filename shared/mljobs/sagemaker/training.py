@@ -54,7 +54,7 @@ def publish_model(store: Path, model_dir: Path) -> None:
     owner = model_dir.stat()
     for entry in store.iterdir():
         target = model_dir / entry.name
-        shutil.copytree(entry, target, symlinks=False, dirs_exist_ok=True)
+        shutil.copytree(entry, target, symlinks=True, dirs_exist_ok=True)  # root copies links as links, never what they point to
         if is_root():
             give(target, owner.st_uid, owner.st_gid)
 

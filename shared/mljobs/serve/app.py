@@ -67,7 +67,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 
     def respond(reply: Reply, params: Mapping[str, str] | None = None) -> Response:
         # Unless a handler says which version answered: the named model's loaded one, else the default's.
-        answered = reply.predictor or (registry.current(params["name"]) if params and "name" in params else holder.predictor)
+        answered = reply.predictor or (registry.current(params["name"], params.get("version")) if params and "name" in params
+                                       else holder.predictor)
         headers = {**answered_by(answered), **reply.headers}
         if reply.media_type == "application/json":
             return Response(json.dumps(_finite(reply.payload), allow_nan=False), reply.status, headers, mimetype=reply.media_type)

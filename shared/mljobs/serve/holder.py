@@ -59,15 +59,16 @@ class ModelHolder:
         self._last_round = time.monotonic()
         self._following = False
         self._stop = threading.Event()
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()  # one load at a time; a round's result is applied under it
 
     # --- one round of following ----------------------------------------------------------------
 
-    def refresh(self) -> None:
+    def refresh(self, stopped: threading.Event | None = None) -> None:
         """Load the version the reference points to now, if it is not the one being served.
-        Never raises: every failure is recorded, counted and logged."""
+        Never raises: every failure is recorded, counted and logged. A follower passes its stop
+        signal: a round that ends after the holder was unloaded leaves the holder unloaded."""
         try:
-            self._refresh()
+            self._refresh(stopped)
         except Exception as exc:  # the follower must outlive anything a store can throw at it
             log.exception("following %s failed", self.ref)
             self._note_failure(f"following {self.ref.name} failed: {type(exc).__name__}: {exc}")
@@ -76,7 +77,7 @@ class ModelHolder:
             self._rounds += 1
             self._last_round = time.monotonic()
 
-    def _refresh(self) -> None:
+    def _refresh(self, stopped: threading.Event | None) -> None:
         try:
             version = self.store.resolve(self.ref)
         except MljobsError as exc:
@@ -99,10 +100,13 @@ class ModelHolder:
             reason = str(exc) if isinstance(exc, MljobsError) else f"{type(exc).__name__}: {exc}"
             self._note_failure(f"version {version} refused: {reason}")
             return
-        self.predictor, self.last_error, self.unloaded = predictor, None, False
-        self.size_bytes = sum(len(data) for data in verified.files.values())
-        self.metrics.model_loads.labels(predictor.name).inc()
-        self.metrics.serving(predictor.name, predictor.version, current.version if current else None)
+        with self._load_lock:
+            if stopped is not None and stopped.is_set():
+                return  # unloaded while this round loaded: the registry made room, keep it made
+            self.predictor, self.last_error, self.unloaded = predictor, None, False
+            self.size_bytes = sum(len(data) for data in verified.files.values())
+            self.metrics.model_loads.labels(predictor.name).inc()
+            self.metrics.serving(predictor.name, predictor.version, current.version if current else None)
         log.info("serving %s:%s", predictor.name, predictor.version)
 
     def _note_failure(self, reason: str) -> None:
@@ -130,7 +134,7 @@ class ModelHolder:
 
         def loop() -> None:
             while not stop.wait(self.poll_seconds):
-                self.refresh()
+                self.refresh(stop)
 
         self._following = True
         self._last_round = time.monotonic()
@@ -141,14 +145,17 @@ class ModelHolder:
 
     # --- loading on demand (the registry's side) ------------------------------------------------
 
-    def ensure_loaded(self, follow: bool) -> None:
-        """Load the model now if it was unloaded (one load however many threads ask)."""
+    def ensure_loaded(self, follow: bool) -> Predictor | None:
+        """The loaded model, loading it now if it was unloaded, never tried, or has no follower
+        to try again (a pinned version after a store outage): one load however many threads ask."""
         with self._load_lock:
-            if self.predictor is not None or not (self.unloaded or self._rounds == 0):
-                return
-            self.refresh()
-            if follow and not self._following:
-                self.start_following()
+            if self.predictor is not None:
+                return self.predictor
+            if self.unloaded or self._rounds == 0 or not self._following:
+                self.refresh()
+                if follow and not self._following:
+                    self.start_following()
+            return self.predictor
 
     def unload(self) -> None:
         with self._load_lock:

@@ -56,25 +56,31 @@ class ModelRegistry:
 
     def predictor(self, name: str | None = None, version: str | None = None) -> Predictor:
         """The verified model a request uses from start to end (one request, one version)."""
-        holder = self.holder(name, version)
-        predictor = holder.predictor
+        holder = self._holder(name, version)
+        predictor = holder.predictor or self._load(holder)  # what this request loaded, even if evicted since
         if predictor is None:
             raise ApiError(503, "model_unavailable", holder.last_error or "the model is still loading")
         return predictor
 
     def holder(self, name: str | None = None, version: str | None = None) -> ModelHolder:
         """The holder for a model (the default when no name is given), loaded and verified."""
-        if name is None:
-            holder = self.default
-        else:
-            ref = self.ref_for(name, version)
-            if version is not None and self._serves(name, version):
-                ref = self.ref_for(name)  # the followed holder serves that version right now: no second copy
-            holder = self._existing(str(ref)) or self._admit(ref)
-        if holder.predictor is None:  # only a load can take the worker past its bounds
-            holder.ensure_loaded(follow=holder.ref.version is None)
-            self._make_room(keep=holder)
+        holder = self._holder(name, version)
+        if holder.predictor is None:
+            self._load(holder)
         return holder
+
+    def _holder(self, name: str | None, version: str | None) -> ModelHolder:
+        if name is None:
+            return self.default
+        ref = self.ref_for(name, version)
+        if version is not None and self._serves(name, version):
+            ref = self.ref_for(name)  # the followed holder serves that version right now: no second copy
+        return self._existing(str(ref)) or self._admit(ref)
+
+    def _load(self, holder: ModelHolder) -> Predictor | None:
+        predictor = holder.ensure_loaded(follow=holder.ref.version is None)
+        self._make_room(keep=holder)  # only a load can take the worker past its bounds
+        return predictor
 
     def _serves(self, name: str, version: str) -> bool:
         holder = self._holders.get(str(self.ref_for(name)))
@@ -121,10 +127,14 @@ class ModelRegistry:
     def loaded_count(self) -> int:
         return sum(h.predictor is not None for h in list(self._holders.values()))
 
-    def current(self, name: str) -> Predictor | None:
-        """The version of a model this worker holds now, without loading anything."""
+    def current(self, name: str, version: str | None = None) -> Predictor | None:
+        """The version of a model (or the version named) this worker holds now, loading nothing."""
         holder = self._holders.get(str(self.default.ref if name == self.default.ref.name else ModelRef(name)))
-        return holder.predictor if holder else None
+        predictor = holder.predictor if holder else None
+        if version is None or (predictor is not None and predictor.version == version):
+            return predictor
+        pinned = self._holders.get(f"{name}:{version}")
+        return pinned.predictor if pinned else None
 
     # --- what a listing shows -------------------------------------------------------------------
 

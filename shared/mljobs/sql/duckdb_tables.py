@@ -8,6 +8,7 @@ reads them as they are scored, so memory follows the batch, not the table.
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import Any, Callable, Iterator
 
 import duckdb
@@ -21,13 +22,13 @@ from .table_functions import Scoring, all_batches, check_input, evaluate, featur
 BATCH_ROWS = 100_000
 # Python objects registered as tables on a connection (S3 datasets): a cursor sees the database's
 # views but not these, so they are registered again on every cursor an inner query runs on.
-_PYTHON_TABLES: dict[int, dict[str, Any]] = {}
+_PYTHON_TABLES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def register_table(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> None:
     """con.register, remembered so that the table functions' inner queries see the table too."""
     con.register(name, table)
-    _PYTHON_TABLES.setdefault(id(con), {})[name] = table
+    _PYTHON_TABLES.setdefault(con, {})[name] = table
 
 
 class TableFunctions:
@@ -75,7 +76,7 @@ class TableFunctions:
         """The inner query's rows as a stream, from a cursor (the connection itself will be busy
         running the outer query); its own table function calls are expanded on that cursor."""
         cursor = self.con.cursor()
-        for name, table in _PYTHON_TABLES.get(id(self.con), {}).items():
+        for name, table in _PYTHON_TABLES.get(self.con, {}).items():
             cursor.register(name, table)
         expanded = self.expand(query, cursor)
         return cursor.sql(expanded).to_arrow_reader(self.batch_rows)

@@ -13,6 +13,7 @@ quoted identifiers and comments are skipped, so a function name inside them is l
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -189,6 +190,8 @@ def option(call: TableCall, name: str, value: str) -> tuple[str, float]:
         number = float(value.strip())
     except ValueError:
         raise UsageError(f"{call.describe()}: argument '{name}' must be a number, not {value.strip()[:40]}") from None
+    if not math.isfinite(number):
+        raise UsageError(f"{call.describe()}: argument '{name}' must be a finite number, not {value.strip()[:40]}")
     if key == "threshold" and not 0 <= number <= 1:
         raise UsageError(f"{call.describe()}: threshold must be between 0 and 1, not {value.strip()}")
     if key == "top_k" and (number < 1 or number != int(number)):

@@ -32,7 +32,7 @@ def explain_asked(flag: Any, top_k: Any, where: str) -> Explain | None:
         return Explain(None)
     try:
         k = int(top_k) if not isinstance(top_k, bool) else -1
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
         k = -1
     if k < 1 or (isinstance(top_k, float) and top_k != k):
         raise bad_request(f"{where}: top_k must be a whole number of 1 or more, not {top_k!r}")
