@@ -132,3 +132,18 @@ def test_a_channel_behind_a_closed_folder_is_not_readable_by_the_job():
         assert not readable_by_others(channel)
     finally:
         shutil.rmtree(base)
+
+
+def test_a_failed_drop_to_the_job_user_is_a_clear_error_not_a_traceback(monkeypatch):
+    import sys
+
+    from mljobs.errors import UsageError
+    from mljobs.sagemaker import training
+
+    def cannot_drop():
+        raise PermissionError("no CAP_SETUID")
+
+    monkeypatch.setattr(training, "is_root", lambda: True)
+    monkeypatch.setattr(training, "drop_privileges", cannot_drop)
+    with pytest.raises(UsageError, match="could not be started as uid 10001"):
+        training.run_job([sys.executable, "-c", "pass"])

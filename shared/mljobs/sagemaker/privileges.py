@@ -30,7 +30,8 @@ def drop_privileges() -> None:
             f"started as root without the capabilities to drop to uid {JOB_UID}: "
             f"run the image with --user {JOB_UID}:{JOB_GID} (compose, the launcher and the stack file do)"
         ) from None
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
 def readable_by_others(folder: Path) -> bool:

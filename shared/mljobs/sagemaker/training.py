@@ -62,9 +62,13 @@ def publish_model(store: Path, model_dir: Path) -> None:
 def run_job(command: list[str]) -> tuple[int, str | None]:
     """The job as a child process; its stderr passes through, and its last "train failed:"
     line is the reason. SIGTERM (SageMaker's stop) goes on to the job, which stops cleanly."""
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace",  # nosec B603: no shell, our flags
-                             env={**os.environ, "MLJOBS_STARTED_BY": os.environ.get("MLJOBS_STARTED_BY", "sagemaker")},
-                             preexec_fn=drop_privileges if is_root() else None)
+    try:
+        child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace",  # nosec B603: no shell, our flags
+                                 env={**os.environ, "MLJOBS_STARTED_BY": os.environ.get("MLJOBS_STARTED_BY", "sagemaker")},
+                                 preexec_fn=drop_privileges if is_root() else None)
+    except subprocess.SubprocessError:  # the drop to uid 10001 failed in the child, before the job ran
+        raise UsageError(f"the job could not be started as uid {JOB_UID}: the container lacks the capabilities "
+                         "to change user (SETUID, SETGID)") from None
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         child.send_signal(signum)
