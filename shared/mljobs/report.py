@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import report_plots
+from .metric_direction import is_better
 from .metrics import classification_metrics, regression_metrics
 from .schema import CLASSIFICATION, FeatureSchema
 
@@ -98,12 +99,9 @@ def write_report(folder: Path, schema: FeatureSchema, metadata: dict[str, Any], 
     return [REPORT_FILE, REPORT_DATA] + [name for name, _ in plots]
 
 
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
-
-
 def delta_cell(metric: str, delta: float) -> str:
     """A signed difference, coloured by whether it is better (green) or worse (red)."""
-    better = delta < 0 if metric in LOWER_IS_BETTER else delta > 0
+    better = is_better(metric, delta)
     colour = "#1a7f37" if better else ("#b42318" if delta else "#555")
     return f'<td style="color:{colour}">{delta:+.4f}</td>'
 

@@ -13,6 +13,7 @@ from ..estimators.native_lightgbm import NATIVE_FILE
 from ..mlflow_import import add_import_command, run_import
 from ..overview.export import add_report_command, run_report
 from ..explain_columns import global_importance, print_importance
+from ..metric_direction import is_better, main_metric
 from ..predictor import METADATA_FILE
 from ..runs import RunLog, RunRecord
 from ..store import LATEST, PRODUCTION, ModelRef, ModelStore
@@ -79,13 +80,9 @@ def version_details(store: ModelStore, ref: ModelRef) -> dict[str, Any]:
     }
 
 
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
-
-
 def metric_of(meta: dict[str, Any], metric: str | None) -> tuple[str, float | None]:
     metrics = meta.get("metrics", {})
-    if metric is None:
-        metric = "rmse" if meta.get("task") == "regression" else ("roc_auc" if "roc_auc" in metrics else "accuracy")
+    metric = metric or main_metric(meta.get("task"), metrics) or ("rmse" if meta.get("task") == "regression" else "accuracy")
     return metric, metrics.get(metric)
 
 
@@ -102,7 +99,7 @@ def promote_if_better(store: ModelStore, name: str, alias: str, metric: str | No
         _, old = metric_of(old_meta, metric)
         if new is None or old is None:
             raise UsageError(f"metric '{metric}' is missing from version {latest if new is None else current}")
-        worse = new > old if metric in LOWER_IS_BETTER else new < old
+        worse = is_better(metric, old - new)
         if worse:
             return f"kept {name}@{alias} at version {current}: version {latest} has {metric} {new:.4f}, worse than {old:.4f}"
     store.promote(name, latest, alias)

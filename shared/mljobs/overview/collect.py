@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from ..errors import MljobsError
 from ..predictor import METADATA_FILE
 from ..store import ModelStore
-from .metrics import main_metric
+from ..metric_direction import main_metric
 from .recent_runs import RecentRuns
 
 REPORT_FILE, REPORT_DATA = "report.html", "report.json"

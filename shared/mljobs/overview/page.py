@@ -9,7 +9,7 @@ from typing import Any
 from .chart import metric_chart
 from .collect import ModelInfo, Overview, VersionInfo
 from .html_parts import Links, frame, mapping, number, text
-from .metrics import is_better
+from ..metric_direction import is_better
 
 PRODUCTION = "production"
 

@@ -7,7 +7,7 @@ from html import escape
 
 from .collect import ModelInfo, VersionInfo
 from .html_parts import Links, frame, mapping, number, text
-from .metrics import is_better
+from ..metric_direction import is_better
 from .page import PRODUCTION, _float
 
 

@@ -1,4 +1,4 @@
-"""Which metric speaks for a model, and which way is better."""
+"""Which metric speaks for a model, and which way is better (stdlib only: the server's pages use it)."""
 
 from __future__ import annotations
 
