@@ -35,6 +35,20 @@ def tracking_uri(environ: Mapping[str, str] | None = None) -> str | None:
     return environ.get(TRACKING_URI) or None
 
 
+class SameHostCredentials(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect, but sends the credentials only to the host they were meant for."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+OPENER = urllib.request.build_opener(SameHostCredentials)
+
+
 class MlflowRest:
     def __init__(self, uri: str, environ: Mapping[str, str] | None = None):
         environ = os.environ if environ is None else environ
@@ -59,7 +73,7 @@ class MlflowRest:
         headers = {**self.headers, **({"Content-Type": content_type} if body is not None else {})}
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:  # nosec B310 - http(s) only, checked above
+            with OPENER.open(request, timeout=TIMEOUT) as reply:  # nosec B310 - http(s) only, checked above
                 return bytes(reply.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]

@@ -215,3 +215,42 @@ def test_a_tracking_address_with_a_password_in_it_is_refused_without_echoing_it(
     with pytest.raises(UsageError) as refused:
         MlflowRest("https://ann:s3cret@mlflow.example:5000", {})
     assert "s3cret" not in str(refused.value) and "MLFLOW_TRACKING_PASSWORD" in str(refused.value)
+
+
+def test_credentials_are_not_sent_on_to_another_host_by_a_redirect():
+    import http.server
+    import threading
+
+    from mljobs.mlflow_rest import MlflowRest
+
+    seen: list[str | None] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(Elsewhere):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{other.server_port}/x")
+            self.end_headers()
+
+    first = http.server.HTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (first, other):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        MlflowRest(f"http://127.0.0.1:{first.server_port}", {"MLFLOW_TRACKING_TOKEN": "t0ken"}).request("GET", "/y")
+    finally:
+        for server in (first, other):
+            server.shutdown()
+            server.server_close()
+    assert seen == ["Bearer t0ken", None]  # the token went to the tracking server, not where it redirected
