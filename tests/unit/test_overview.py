@@ -245,3 +245,18 @@ def test_versions_not_verified_within_the_budget_are_marked_pending_then_checked
     assert "not checked yet" in html and "UNVERIFIED" not in html
     later = collect(models, cache, None, budget_s=10)
     assert all(v.verified and not v.pending for v in later.models[0].versions)
+
+
+def test_runs_started_in_the_same_second_list_the_one_written_last_first(tmp_path):
+    import json
+    import os
+
+    from mljobs.overview.recent_runs import RecentRuns
+
+    # Same second, random suffixes that sort the other way round from the order they ran in.
+    for name, job, written in (("20261126T010203Z-ffffff", "first", 1_000), ("20261126T010203Z-000000", "second", 2_000),
+                               ("20261126T010202Z-999999", "earlier", 3_000)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"job": job}))
+        os.utime(path, ns=(written * 10**9, written * 10**9))
+    assert [r["job"] for r in RecentRuns(tmp_path).records()] == ["second", "first", "earlier"]

@@ -28,28 +28,31 @@ class RecentRuns:
             names = sorted((e.name for e in os.scandir(self.folder) if e.name.endswith(".json")), reverse=True)
         except OSError:
             return []
-        found: list[dict[str, Any]] = []
+        found: list[tuple[str, int, dict[str, Any]]] = []
         with self._lock:
             for name in names[: self.limit]:
-                record = self._read(name)
-                if record is not None:
-                    found.append(record)
+                read = self._read(name)
+                if read is not None:
+                    found.append((name.split("-", 1)[0], *read))
             keep = set(names[: self.limit])
             for name in [n for n in self._parsed if n not in keep]:
                 del self._parsed[name]
-        return found
+        # Run ids name their start to the second: within one, the record written last goes first.
+        found.sort(key=lambda item: item[:2], reverse=True)
+        return [record for _, _, record in found]
 
-    def _read(self, name: str) -> dict[str, Any] | None:
+    def _read(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The record and when it was last written (ns), or None if it cannot be read."""
         path = self.folder / name
         try:
             stat = path.stat()
             cached = self._parsed.get(name)
             if cached and cached[:2] == (stat.st_mtime_ns, stat.st_size):
-                return cached[2]
+                return stat.st_mtime_ns, cached[2]
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
         if not isinstance(record, dict):
             return None
         self._parsed[name] = (stat.st_mtime_ns, stat.st_size, record)
-        return record
+        return stat.st_mtime_ns, record
