@@ -12,17 +12,9 @@ import pytest
 
 from mljobs.errors import ModelError, UsageError
 from mljobs.sagemaker import hyperparameters, serving, training
-from mljobs.serve.app import create_app
 from tests.unit.test_serve import ROWS, csv_body
 
 JSONLINES = "application/jsonlines"
-
-
-@pytest.fixture
-def client(demo_store):
-    app = create_app({"MODELS_DIR": str(demo_store / "models"), "MODEL": "demo", "POLL_SECONDS": "3600"})
-    yield app.test_client()
-    app.extensions["mljobs.holder"].stop()
 
 
 @pytest.fixture

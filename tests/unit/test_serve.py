@@ -17,13 +17,6 @@ GOOD = ROWS[0]
 
 
 @pytest.fixture
-def client(demo_store):
-    app = create_app({"MODELS_DIR": str(demo_store / "models"), "MODEL": "demo", "POLL_SECONDS": "3600"})
-    yield app.test_client()
-    app.extensions["mljobs.holder"].stop()
-
-
-@pytest.fixture
 def expected(demo_store):
     """What the batch path gives for ROWS: labels and P(yes)."""
     predictor = load_predictor(ModelStore(demo_store / "models"), "demo")
