@@ -42,12 +42,12 @@ def cell_value(cell: str) -> str | None:
 # --- pyarrow (batch job, training) ---------------------------------------------------------------
 
 def arrow_options(column_types: dict[str, pa.DataType] | None = None, block_size: int | None = None,
-                  skip_rows: int = 0) -> dict[str, Any]:
+                  threads: bool = True) -> dict[str, Any]:
     """read_options, parse_options and convert_options for pyarrow.csv, in the dialect;
-    `skip_rows` data rows after the header are skipped (the header still names the columns)."""
+    `threads=False` parses on the calling thread only."""
     import pyarrow.csv as pacsv
 
-    read = pacsv.ReadOptions(encoding="utf8", skip_rows_after_names=skip_rows,
+    read = pacsv.ReadOptions(encoding="utf8", use_threads=threads,
                              **({"block_size": block_size} if block_size else {}))
     parse = pacsv.ParseOptions(delimiter=DELIMITER, quote_char=QUOTE, double_quote=True, escape_char=False,
                                newlines_in_values=False)

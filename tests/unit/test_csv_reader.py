@@ -66,6 +66,21 @@ def test_the_typed_path_reads_a_ragged_file_as_an_error_naming_it(tmp_path):
         list(tableio.iter_batches([path], 100, TEXT, TYPED))
 
 
+def test_a_column_left_empty_in_the_first_piece_reads_as_text_after_it(tmp_path):
+    """A column the model does not use (kept with --keep-columns, say), blank for the first
+    thousands of rows: its type is not guessed from those blanks ("null"), it is text."""
+    path = tmp_path / "notes.csv"
+    rows = 40_000
+    notes = [""] * 30_000 + [f"note {i}" for i in range(rows - 30_000)]
+    write_rows(path, rows, {})
+    table = pacsv.read_csv(path).append_column("note", pa.array(notes))
+    pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="none"))
+    batches = [b for _, b in tableio.iter_batches([path], 2_000, TEXT, TYPED)]
+    assert {b.schema.field("note").type for b in batches} == {pa.string()}
+    read = pa.Table.from_batches(batches).column("note").to_pylist()
+    assert read[:30_000] == [None] * 30_000 and read[30_000:] == notes[30_000:]
+
+
 def test_every_null_spelling_is_missing_in_every_reader(tmp_path):
     import duckdb
 

@@ -99,7 +99,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     content_hash = source.content_hash()
     key = run_key(predictor, input_fingerprint, options)
     previous = None if args.force else earlier_run(output_root, predictor.name, key)
-    if previous and previous.get("input_sha256") != content_hash():
+    if previous and previous.get("input_blake3") != content_hash():
         log.info("%s has the sizes and ends of the input of run %s, but other contents: scoring it", source.name, previous["run_id"])
         previous = None
     if previous:
@@ -121,7 +121,7 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
             raise BadInputError(f"input {source.name} has no rows")
         record.rows = summary["rows"] = {"in": counts.rows_in, "out": counts.rows_out, "rejected": counts.rejected}
         summary["unseen_categories"] = counts.unseen_categories
-        summary["input_sha256"] = content_hash()
+        summary["input_blake3"] = content_hash()
     record.output = str(final)
     if counts.unseen_categories:
         log.warning("categories the model never saw, scored as missing: %s",
