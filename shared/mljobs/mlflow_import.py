@@ -26,7 +26,7 @@ from .estimators import Estimator
 from .estimators.lightgbm_model import LightGBMEstimator
 from .estimators.native_lightgbm import compile_native
 from .estimators.sklearn_frame import SklearnFrameEstimator
-from .estimators.sklearn_model import outside_allow_list
+from .estimators.sklearn_model import UntrustedTypeError, load_skops_bytes, outside_allow_list
 from .pickle_scan import LIGHTGBM_NAMES, load_pickle  # nosec B403 - the allow-listed loader
 from .predictor import METADATA_FILE, SCHEMA_FILE, installed_version, load_verified
 from .runs import RunRecord
@@ -181,20 +181,13 @@ def text_booster(data: bytes) -> Any:
 def load_skops(data: bytes, extra: frozenset[str], trust: bool) -> Any:
     """A model MLflow saved with skops, trusting only what our own loader trusts (the MLmodel's
     list of trusted types is the model's own say, so it is not taken)."""
-    import skops.io
-
     try:
-        untrusted = skops.io.get_untrusted_types(data=data)
-    except Exception as exc:  # skops raises assorted errors on a damaged file
-        raise ModelError(f"skops cannot read the model file: {exc}") from exc
-    refused = outside_allow_list(untrusted, extra)
-    if refused and not trust:
-        raise ModelError(f"the model file holds the type {refused[0]}, which is outside the allow-list "
-                         "(scikit-learn, numpy, scipy types); import it with --trust-pickle only if you trust where it came from")
-    try:
-        return skops.io.loads(data, trusted=untrusted)
-    except Exception as exc:
-        raise ModelError(f"skops cannot load the model file: {exc}") from exc
+        return load_skops_bytes(data, extra, trust_any=trust)
+    except UntrustedTypeError as exc:
+        raise ModelError(f"the model file is refused: {exc}; import it with --trust-pickle only if you trust "
+                         "where it came from") from exc
+    except ModelError as exc:
+        raise ModelError(f"the model file is refused: {exc}") from exc
 
 
 def python_value(value: Any) -> Any:

@@ -254,3 +254,30 @@ def test_credentials_are_not_sent_on_to_another_host_by_a_redirect():
             server.shutdown()
             server.server_close()
     assert seen == ["Bearer t0ken", None]  # the token went to the tracking server, not where it redirected
+
+
+def test_a_skops_model_outside_the_allow_list_is_refused_unless_trusted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """MLflow's skops format goes through the same allow-list as our own sklearn versions: a
+    FunctionTransformer holding copy.copy is refused, and imports with --trust-pickle."""
+    import copy
+
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame, labels = training_frame()
+    model = pipeline()
+    model.steps.insert(0, ("odd", FunctionTransformer(func=copy.copy)))
+    model.fit(frame, labels)
+    root = mlflow_folder(tmp_path / "m", model)
+    (root / "model.pkl").unlink()
+    (root / "model.skops").write_bytes(skops.io.dumps(model))
+    mlmodel = (root / "MLmodel").read_text().replace("model.pkl", "model.skops").replace("serialization_format: pickle", "serialization_format: skops")
+    (root / "MLmodel").write_text(mlmodel)
+    assert run_models(tmp_path, "import", str(root), "--model", "odd") != 0
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the model file is refused: it contains the untrusted type copy.copy" in error and "--trust-pickle" in error
+    assert not (tmp_path / "store" / "odd").exists()
+    assert run_models(tmp_path, "import", str(root), "--model", "odd", "--trust-pickle") == 0
+    predictor = load_predictor(ModelStore(tmp_path / "store"), "odd")
+    columns, _ = predictor.score_table(pa.Table.from_pandas(frame, preserve_index=False), proba=True)
+    np.testing.assert_allclose(columns["proba_1"].to_numpy(), model.predict_proba(frame)[:, 1], rtol=1e-12)

@@ -50,23 +50,36 @@ class SklearnEstimator:
         return cls(load_skops_model(verified), schema.task == CLASSIFICATION)
 
 
+class UntrustedTypeError(ModelError):
+    """A skops file holding a type outside the allow-list."""
+
+
 def load_skops_model(verified: VerifiedVersion, also_trusted: frozenset[str] = frozenset()) -> Any:
     """The version's skops file, loaded only if every type in it is on the allow-list (plus
     `also_trusted`: what an import let in with --trust-pickle, as its version records)."""
+    try:
+        return load_skops_bytes(verified.files[SKOPS_FILE], also_trusted)
+    except ModelError as exc:
+        raise ModelError(f"model {verified.label} is refused: {exc}") from exc
+
+
+def load_skops_bytes(data: bytes, also_trusted: frozenset[str] = frozenset(), trust_any: bool = False) -> Any:
+    """Bytes skops wrote, loaded only if every type in them is on the allow-list (plus
+    `also_trusted`; `trust_any` takes every type): else a ModelError saying what is wrong."""
     import skops.io
 
     try:
-        data = verified.files[SKOPS_FILE]
         untrusted = skops.io.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises assorted errors on a damaged file
-        raise ModelError(f"model {verified.label} is refused: skops cannot read it ({exc})") from exc
+        raise ModelError(f"skops cannot read it ({exc})") from exc
     refused = outside_allow_list(untrusted, also_trusted)
-    if refused:
-        raise ModelError(f"model {verified.label} is refused: it contains the untrusted type {refused[0]}")
+    if refused and not trust_any:
+        raise UntrustedTypeError(f"it contains the untrusted type {refused[0]}, which is outside the allow-list "
+                                 "(scikit-learn, numpy, scipy types)")
     try:
         return skops.io.loads(data, trusted=untrusted)
     except Exception as exc:
-        raise ModelError(f"model {verified.label} is refused: skops cannot load it ({exc})") from exc
+        raise ModelError(f"skops cannot load it ({exc})") from exc
 
 
 def outside_allow_list(types: list[str], also_trusted: frozenset[str] = frozenset()) -> list[str]:
