@@ -59,6 +59,8 @@ class Source:
     """Where rows come from: files, or the embedded demo rows when there are none."""
 
     files: tuple[DataFile, ...]
+    # Each local CSV file's hash, put here by the reader as it reads the file to its end.
+    read_hashes: dict[DataFile, str] = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
@@ -69,11 +71,13 @@ class Source:
         return quick_fingerprint(list(self.files)) if self.files else f"demo:{demo.scoring_table().num_rows}"
 
     def content_hash(self) -> Callable[[], str]:
-        """The full hash of the contents, started now on a thread; call the result to wait for it.
-        It confirms a rerun that the cheap fingerprint found."""
+        """The full hash of the contents; call the result to wait for it. It confirms a rerun that
+        the cheap fingerprint found. Local CSV files are hashed by the reader from the bytes it
+        parses (so read once), the other files on a thread started now."""
         if not self.files:
             return lambda: self.fingerprint()
-        return fingerprint_in_background(list(self.files))
+        csv = [f for f in self.files if isinstance(f, Path) and f.suffix.lower() == ".csv"]
+        return fingerprint_in_background(list(self.files), csv, self.read_hashes)
 
     def batches(self, chunk_rows: int, predictor: Predictor) -> Iterator[tuple[str, int, pa.RecordBatch]]:
         """(file name, first row number in that file, batch), rows numbered from 0 per file."""
@@ -94,7 +98,7 @@ class Source:
         # feature as text, so that the featurizer names the row and column of each bad value.
         text_columns = {f.name: pa.string() for f in predictor.schema.features}
         typed_columns = {f.name: pa.float64() if f.kind == NUMERIC else pa.string() for f in predictor.schema.features}
-        for path, batch in iter_batches(list(self.files), chunk_rows, text_columns, typed_columns):
+        for path, batch in iter_batches(list(self.files), chunk_rows, text_columns, typed_columns, self.read_hashes):
             yield str(path), batch
 
 

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence, Union
 
 import blake3
 import pyarrow as pa
@@ -77,12 +77,14 @@ CSV_PARSE_BYTES = 4 << 20
 CSV_PARSE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
-def fingerprint(files: Sequence[DataFile]) -> str:
+def fingerprint(files: Sequence[DataFile], known: Mapping[DataFile, str] | None = None) -> str:
     """BLAKE3 over the files' names and contents (for objects: their size and modification time,
-    not read twice): the same data gives the same fingerprint."""
+    not read twice): the same data gives the same fingerprint. A file's own hash in `known` (from
+    a reader that read it anyway) is taken instead of reading the file again."""
     digest = blake3.blake3()
     for f in files:
-        digest.update(f"{f.name}:{object_identity(f) if isinstance(f, S3Path) else _blake3(f)}\n".encode())
+        part = object_identity(f) if isinstance(f, S3Path) else (known or {}).get(f) or _blake3(f)
+        digest.update(f"{f.name}:{part}\n".encode())
     return digest.hexdigest()
 
 
@@ -92,7 +94,7 @@ HASH_READ_BYTES = 16 << 20
 
 
 # BLAKE3, not sha256: a cryptographic hash at 0.09 CPU-s per 600 MB against sha256's 0.33 on
-# these machines (a CSV job's whole parse is ~1.2), and `b3sum` checks it from a shell.
+# these machines (a CSV job's whole parse is ~1.2); `b3sum` gives a file's own hash from a shell.
 def _blake3(path: Path) -> str:
     digest = blake3.blake3()
     buffer = bytearray(HASH_READ_BYTES)
@@ -116,14 +118,18 @@ def quick_fingerprint(files: Sequence[DataFile]) -> str:
     return digest.hexdigest()
 
 
-def fingerprint_in_background(files: Sequence[DataFile]) -> Callable[[], str]:
-    """Start `fingerprint(files)` on a daemon thread (hashing releases the GIL, so it runs beside
-    the scoring); the returned call waits for it. A job that fails does not wait for it at all."""
-    result: list[str | BaseException] = []
+def fingerprint_in_background(files: Sequence[DataFile], read_by_reader: Collection[DataFile] = (),
+                              known: Mapping[DataFile, str] | None = None) -> Callable[[], str]:
+    """`fingerprint(files)`, ready when the returned call is made: the files in `read_by_reader`
+    take their hash from `known` (filled in by the reader as it reaches each one's end; read then
+    if it has not), the others are hashed now on a daemon thread (hashing releases the GIL, so it
+    runs beside the scoring). A job that fails does not wait for it at all."""
+    others = [f for f in files if isinstance(f, Path) and f not in read_by_reader]
+    result: list[dict[DataFile, str] | BaseException] = []
 
     def work() -> None:
         try:
-            result.append(fingerprint(files))
+            result.append({f: _blake3(f) for f in others})
         except BaseException as exc:  # handed to whoever waits for the result
             result.append(exc)
 
@@ -134,7 +140,7 @@ def fingerprint_in_background(files: Sequence[DataFile]) -> Callable[[], str]:
         thread.join()
         if isinstance(result[0], BaseException):
             raise result[0]
-        return result[0]
+        return fingerprint(files, {**result[0], **(known or {})})
     return wait
 
 
@@ -171,18 +177,20 @@ def read_table(files: Sequence[DataFile], column_types: dict[str, pa.DataType] |
 
 def iter_batches(
     files: Sequence[DataFile], chunk_rows: int, column_types: dict[str, pa.DataType] | None = None,
-    fast_types: dict[str, pa.DataType] | None = None,
+    fast_types: dict[str, pa.DataType] | None = None, hashes: dict[DataFile, str] | None = None,
 ) -> Iterator[tuple[DataFile, pa.RecordBatch]]:
     """Stream the input in record batches of about `chunk_rows` rows (CSV batches are cut by
     bytes, so theirs vary). CSV columns get `column_types`; with `fast_types`, a block is first
     parsed with those instead (numbers as numbers), and read again with `column_types` only if
-    that fails, so a bad value still reaches the caller as it was written."""
+    that fails, so a bad value still reaches the caller as it was written. Each local CSV file
+    read that way to its end gets its BLAKE3 (as `fingerprint` takes it) put in `hashes`."""
     for f in files:
         try:
             if SUFFIXES[f.suffix.lower()] == "csv":
                 block = _csv_block_size(f, chunk_rows)
                 if fast_types:
-                    batches: Iterator[pa.RecordBatch] = _typed_csv(f, block, column_types or {}, fast_types)
+                    batches: Iterator[pa.RecordBatch] = _typed_csv(f, block, column_types or {}, fast_types,
+                                                                   hashes if isinstance(f, Path) else None)
                 else:
                     batches = iter(pacsv.open_csv(open_stream(f), **csvdialect.arrow_options(column_types, block)))
             else:
@@ -196,19 +204,18 @@ def iter_batches(
 
 
 def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
-               fast_types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+               fast_types: dict[str, pa.DataType], hashes: dict[DataFile, str] | None = None) -> Iterator[pa.RecordBatch]:
     """A CSV file's batches of about `block` bytes, parsed with `fast_types` in pieces of
     CSV_PARSE_BYTES; a piece where that fails is parsed again with `text_types` (and is a batch of
-    its own). Pieces are cut at line ends, as pyarrow cuts them in this dialect (no value spans
-    lines); each is parsed after the header line. Columns named in neither keep the type the first
-    piece gave them (text if it had no values), so the batches of a file have one schema per path taken."""
-    pieces = _line_blocks(path, min(block, CSV_PARSE_BYTES))
-    first = next(pieces, b"")
-    if not first:
+    its own). Columns named in neither keep the type the first piece gave them (text if it had no
+    values), so the batches of a file have one schema per path taken. With `hashes`, the file's
+    BLAKE3 goes there once it is read to the end (from the bytes read, not read again)."""
+    digest = blake3.blake3() if hashes is not None else None
+    pieces = _csv_pieces(path, min(block, CSV_PARSE_BYTES), digest)
+    first = next(pieces, None)
+    if first is None:
         return
-    header, _, first = first.partition(b"\n")
-    header += b"\n"
-    first_table, typed = _parse_piece(header + first, {}, text_types, fast_types)
+    first_table, typed = _parse_piece(first, {}, text_types, fast_types)
     pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
               for f in first_table.schema if f.name not in fast_types}
     first_table = first_table.cast(pa.schema([pa.field(f.name, pinned.get(f.name, f.type)) for f in first_table.schema]))
@@ -229,7 +236,7 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
         with ThreadPoolExecutor(CSV_PARSE_THREADS, thread_name_prefix="mljobs-csv") as pool:
             ahead: deque[tuple[Future[tuple[pa.Table, bool]], int]] = deque()
             for piece in pieces:
-                ahead.append((pool.submit(_parse_piece, header + piece, pinned, text_types, fast_types), len(piece)))
+                ahead.append((pool.submit(_parse_piece, piece, pinned, text_types, fast_types), len(piece)))
                 if len(ahead) > 2 * CSV_PARSE_THREADS:
                     future, size = ahead.popleft()
                     yield (*future.result(), size)
@@ -249,6 +256,8 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
         if gathered_bytes >= block:
             yield from flush()
     yield from flush()
+    if hashes is not None and digest is not None:
+        hashes[path] = digest.hexdigest()
 
 
 def _parse_piece(data: bytes, pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
@@ -262,22 +271,34 @@ def _parse_piece(data: bytes, pinned: dict[str, pa.DataType], text_types: dict[s
         return pacsv.read_csv(buffer, **csvdialect.arrow_options({**pinned, **text_types}, threads=False)), False
 
 
-def _line_blocks(path: DataFile, block: int) -> Iterator[bytes]:
-    """The file in pieces of about `block` bytes, each ending at a line end (the last: at the end)."""
+def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes]:
+    """The file in pieces of about `size` bytes, each its header line and then whole lines (the
+    last piece ends where the file does), so that each parses on its own. Pieces are cut at line
+    ends, as pyarrow cuts its blocks in this dialect (no value spans lines). `digest`, if given, is
+    updated with every byte read."""
     with filesystem().open_input_stream(path.path) if isinstance(path, S3Path) else open(path, "rb") as f:
-        rest = b""
-        while True:
-            data = bytes(f.read(block))
-            if not data:
-                if rest:
-                    yield rest
-                return
+        header, rest, yielded = b"", b"", False
+        while data := bytes(f.read(size)):
+            if digest is not None:
+                digest.update(data)
+            if not header:
+                data, rest = rest + data, b""
+                end = data.find(b"\n")
+                if end < 0:  # the header line goes on in the next read
+                    rest = data
+                    continue
+                header, data = data[:end + 1], data[end + 1:]
             cut = data.rfind(b"\n") + 1
-            if cut == 0:  # no line end in this piece: a long line, read on
+            if cut == 0:  # no line end in this read: a long line, read on
                 rest += data
                 continue
-            yield rest + data[:cut]
-            rest = data[cut:]
+            # One copy: the header, the line begun in the read before, and this read's whole lines.
+            yield b"".join((header, rest, memoryview(data)[:cut]))
+            yielded, rest = True, data[cut:]
+        if not header and rest:  # a header line with no line end
+            header, rest = rest + b"\n", b""
+        if rest or (header and not yielded):
+            yield header + rest
 
 
 def _csv_block_size(path: DataFile, chunk_rows: int) -> int:
