@@ -190,6 +190,28 @@ def test_spark_table_functions_equal_duckdb_and_the_batch_job(spark, store, tmp_
         ml_sql(spark, "SELECT * FROM ml_explain_predict('churn', TABLE new, top => 3)", models)
 
 
+def test_comments_and_strings_anywhere_a_user_writes_them(spark, store, tmp_path):
+    """A comment where a space may be (after the inner query, before an option), a function's
+    name inside a $$ string (DuckDB) or a string with a backslash-escaped quote (Spark): the same
+    rows as the plain call."""
+    from mljobs.sql.spark_tables import ml_sql
+
+    new = f"{store}/churn-new.parquet"
+    plain = sql_rows(store, tmp_path / "plain", f"SELECT * FROM ml_predict('churn', TABLE '{new}', 0.4)")
+    commented = sql_rows(store, tmp_path / "commented", f"""SELECT * FROM ml_predict('churn', (SELECT * FROM '{new}' -- every row
+        ) /* then the threshold */, threshold => 0.4 -- as above
+    ) WHERE $$ ml_predict('x', (SELECT 1)) $$ <> ''""")
+    assert commented == plain
+
+    spark.read.parquet(new).createOrReplaceTempView("new")
+    rows = ml_sql(spark, r"""SELECT 'it\'s not ml_predict(' AS note, * FROM ml_predict('churn',
+        (SELECT * FROM new WHERE 'O\'Brien' <> '' -- every row
+        ), 0.4)""", store / "models").collect()
+    by_id = {r["row_id"]: r for r in plain}
+    assert len(rows) == len(plain) and {r["note"] for r in rows} == {"it's not ml_predict("}
+    assert all(r["predicted_churned"] == by_id[r["row_id"]]["predicted_churned"] for r in rows)
+
+
 def test_duckdb_inner_queries_see_registered_arrow_tables_and_nest(store):
     """S3 tables are Arrow datasets registered on the connection; the inner query runs on a
     cursor, which must see them too. A table function may read another's result."""

@@ -27,7 +27,7 @@ _VIEW_NUMBERS = itertools.count(1)
 
 def ml_sql(spark: Any, query: str, models_dir: str | Path) -> Any:
     """spark.sql(query) with ml_predict, ml_explain_predict, ml_evaluate and ml_feature_importance."""
-    calls = find_calls(query)
+    calls = find_calls(query, backslash=True)  # Spark's strings take backslash escapes
     names = []
     for call in calls:
         name = f"__mljobs_{next(_VIEW_NUMBERS)}"

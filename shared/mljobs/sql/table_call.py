@@ -7,8 +7,10 @@ table functions taking a subquery (DuckDB) or whose planner we do not extend (Sp
     ml_feature_importance('model')
 
 Options may also be written as BigQuery ML writes them, STRUCT(3 AS top_k_features), or as a
-bare number in third place (threshold for ml_predict, top_k for ml_explain_predict). Strings,
-quoted identifiers and comments are skipped, so a function name inside them is left alone.
+bare number in third place (threshold for ml_predict, top_k for ml_explain_predict). Strings
+('...', DuckDB's $$...$$ and $tag$...$tag$, Spark's backslash escapes), quoted identifiers and
+comments are skipped, so a function name inside them is left alone; comments are blanked out
+before the arguments are read, so one may sit anywhere a space may.
 """
 
 from __future__ import annotations
@@ -58,8 +60,13 @@ class TableCall:
         return self.query
 
 
-def skip_quoted(sql: str, i: int) -> int:
-    """The index after the string, quoted identifier or comment starting at i (i if none does)."""
+DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+WORD_CHAR = re.compile(r"[A-Za-z0-9_$]")
+
+
+def skip_quoted(sql: str, i: int, backslash: bool = False) -> int:
+    """The index after the string, quoted identifier or comment starting at i (i if none does).
+    `backslash`: a backslash in a '...' or "..." string escapes the next character (Spark)."""
     if sql.startswith("--", i):
         end = sql.find("\n", i)
         return len(sql) if end < 0 else end + 1
@@ -68,6 +75,13 @@ def skip_quoted(sql: str, i: int) -> int:
         if end < 0:
             raise UsageError("the query is not valid: a /* comment is never closed")
         return end + 2
+    # A $ inside a name (price$usd) starts no string.
+    dollar = DOLLAR_QUOTE.match(sql, i) if sql.startswith("$", i) and not WORD_CHAR.match(sql[i - 1:i]) else None
+    if dollar:
+        end = sql.find(dollar.group(), dollar.end())
+        if end < 0:
+            raise UsageError(f"the query is not valid: a {dollar.group()} string is never closed")
+        return end + len(dollar.group())
     quote = sql[i]
     if quote not in "'\"`":
         return i
@@ -76,24 +90,53 @@ def skip_quoted(sql: str, i: int) -> int:
         j = sql.find(quote, j)
         if j < 0:
             raise UsageError(f"the query is not valid: a {quote} quote is never closed")
+        if backslash and quote != "`" and _escaped(sql, i + 1, j):
+            j += 1
+            continue
         if sql.startswith(quote * 2, j):  # a doubled quote stands for itself
             j += 2
             continue
         return j + 1
 
 
-def find_calls(sql: str) -> list[TableCall]:
+def _escaped(sql: str, start: int, j: int) -> bool:
+    """Whether sql[j] follows an odd number of backslashes (not counting before `start`)."""
+    slashes = 0
+    while j - slashes - 1 >= start and sql[j - slashes - 1] == "\\":
+        slashes += 1
+    return slashes % 2 == 1
+
+
+def without_comments(sql: str, backslash: bool = False) -> str:
+    """The text with each comment replaced by as many spaces (its line ends kept), so that every
+    position in it is the same as in `sql`."""
+    out, last, i = [], 0, 0
+    while i < len(sql):
+        after = skip_quoted(sql, i, backslash)
+        if after == i:
+            i += 1
+            continue
+        if sql.startswith(("--", "/*"), i):
+            out += [sql[last:i], re.sub(r"[^\r\n]", " ", sql[i:after])]
+            last = after
+        i = after
+    return "".join(out + [sql[last:]])
+
+
+def find_calls(sql: str, backslash: bool = False) -> list[TableCall]:
     """The table function calls at this level of the text (calls inside their arguments are
-    found when those arguments are expanded in turn)."""
+    found when those arguments are expanded in turn). Their positions are those in `sql`; their
+    queries are as written, without comments. `backslash`: Spark's string escapes."""
+    sql = without_comments(sql, backslash)
     calls, i = [], 0
     while i < len(sql):
-        after = skip_quoted(sql, i)
+        after = skip_quoted(sql, i, backslash)
         if after != i:
             i = after
             continue
         match = CALL.match(sql, i)
         if match and (i == 0 or not IDENTIFIER_CHAR.match(sql[i - 1])):
-            call = parse_call(sql, match.group(1).lower(), i, match.end())
+            call = parse_call(sql, match.group(1).lower(), i, match.end(), backslash)
             calls.append(call)
             i = call.end
             continue
@@ -101,11 +144,11 @@ def find_calls(sql: str) -> list[TableCall]:
     return calls
 
 
-def split_arguments(sql: str, open_paren: int, function: str) -> tuple[list[str], int]:
+def split_arguments(sql: str, open_paren: int, function: str, backslash: bool = False) -> tuple[list[str], int]:
     """The comma-separated arguments of the call whose '(' ends at open_paren, and the index past its ')'."""
     args, depth, start, i = [], 0, open_paren, open_paren
     while i < len(sql):
-        after = skip_quoted(sql, i)
+        after = skip_quoted(sql, i, backslash)
         if after != i:
             i = after
             continue
@@ -124,49 +167,49 @@ def split_arguments(sql: str, open_paren: int, function: str) -> tuple[list[str]
     raise UsageError(f"the query is not valid: {function}( is never closed")
 
 
-def parse_call(sql: str, function: str, start: int, open_paren: int) -> TableCall:
-    args, end = split_arguments(sql, open_paren, function)
+def parse_call(sql: str, function: str, start: int, open_paren: int, backslash: bool = False) -> TableCall:
+    args, end = split_arguments(sql, open_paren, function, backslash)
     if not args:
         raise UsageError(f"{function} needs a model: {function}('name', (SELECT ...))")
-    call = TableCall(function, start, end, model_argument(function, args[0]))
+    call = TableCall(function, start, end, model_argument(function, args[0], backslash))
     rest = args[1:]
     if function != "ml_feature_importance":
         if not rest:
             raise UsageError(f"{call.describe()} needs its rows: a (SELECT ...) or TABLE name as the second argument")
-        call.query, rest = source_argument(call, rest[0]), rest[1:]
+        call.query, rest = source_argument(call, rest[0], backslash), rest[1:]
     for position, arg in enumerate(rest):
-        for name, value in option_arguments(call, arg, position):
+        for name, value in option_arguments(call, arg, position, backslash):
             if name in call.options:
                 raise UsageError(f"{call.describe()}: argument '{name}' is given twice")
             call.options[name] = value
     return call
 
 
-def model_argument(function: str, text: str) -> str:
-    if len(text) < 2 or text[0] != "'" or skip_quoted(text, 0) != len(text):
+def model_argument(function: str, text: str, backslash: bool = False) -> str:
+    if len(text) < 2 or text[0] != "'" or skip_quoted(text, 0, backslash) != len(text):
         raise UsageError(f"{function}: the first argument must be the model as a string, like 'churn@production', not {text[:40]}")
     return text[1:-1].replace("''", "'")
 
 
-def source_argument(call: TableCall, text: str) -> str:
+def source_argument(call: TableCall, text: str, backslash: bool = False) -> str:
     """The query whose rows the function reads: (SELECT ...) as written, or TABLE t."""
     table = TABLE_ARG.match(text)
     if table:
         # The same user writes the whole query: this is their text, rearranged.
         return f"SELECT * FROM {table.group(1).strip()}"  # nosec B608
     if text.startswith("(") and text.endswith(")"):
-        _, end = split_arguments(text, 1, call.function)
+        _, end = split_arguments(text, 1, call.function, backslash)
         if end == len(text) and text[1:-1].strip():
             return text[1:-1].strip()
     raise UsageError(f"{call.describe()}: the second argument must be a (SELECT ...) or TABLE name, not {text[:40]}")
 
 
-def option_arguments(call: TableCall, text: str, position: int) -> list[tuple[str, float]]:
+def option_arguments(call: TableCall, text: str, position: int, backslash: bool = False) -> list[tuple[str, float]]:
     """name => value, STRUCT(value AS name, ...), or a bare number in the function's positional slot."""
     struct = STRUCT.match(text)
     if struct:
         pairs = []
-        for part in split_arguments(struct.group(1) + ")", 0, "STRUCT")[0]:
+        for part in split_arguments(struct.group(1) + ")", 0, "STRUCT", backslash)[0]:
             named = AS_NAME.match(part)
             if not named:
                 raise UsageError(f"{call.describe()}: write STRUCT options as value AS name, not {part[:40]}")
