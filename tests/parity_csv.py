@@ -1,8 +1,11 @@
 """One CSV that exercises the dialect at every door: each null spelling, quoted numbers and nulls,
-blank cells, spaces around numbers, an empty line, an unknown category and one bad cell, among
-plain demo rows."""
+blank cells, spaces around numbers, an empty line, an unknown category, a quoted value spanning
+lines and one bad cell, among plain demo rows."""
 
 from __future__ import annotations
+
+import csv
+import io
 
 from mljobs import demo
 from mljobs.csvdialect import NULL_STRINGS
@@ -30,6 +33,7 @@ def special_rows() -> list[list[str]]:
         ["s1", " 61 ", "24", " 70.5", "basic", "east", "TRUE"],                    # spaces around numbers
         ["u1", "33", "5", "45.0", "basic", "central", "no"],                       # a region never seen
         ["e1", "1e1", "0", "-0.5", "standard", "west", "1"],                       # exponent, negative
+        ['"m1\r\nits second line\nand a ""third"""', "47", "30", "65.5", "premium", "east", "yes"],  # spans lines
     ]
     return rows
 
@@ -57,4 +61,4 @@ def row_count(without_bad_row: bool = False) -> int:
 
 def row_ids(text: str) -> list[str]:
     """The customer ids of a parity CSV's rows, in order."""
-    return [line.split(",")[0] for line in text.splitlines()[1:] if line]
+    return [row[0] for row in list(csv.reader(io.StringIO(text)))[1:] if row]

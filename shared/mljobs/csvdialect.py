@@ -3,7 +3,7 @@ Spark, HTTP). Each reader is configured from here, so none can disagree with ano
 
 - UTF-8 text (a leading byte-order mark is skipped); rows end with \\n or \\r\\n.
 - Delimiter ",", never sniffed; fields may be quoted with '"', a quote inside doubled ("").
-  A value does not span lines.
+  A quoted value may span lines (RFC 4180): its line ends are part of the value.
 - Files have a header row naming the columns; an HTTP body may leave it out (its columns are then
   the model's features in order, SageMaker's convention).
 - A cell is missing when it is exactly one of NULL_STRINGS, quoted or not (no trimming: " NA"
@@ -50,7 +50,7 @@ def arrow_options(column_types: dict[str, pa.DataType] | None = None, block_size
     read = pacsv.ReadOptions(encoding="utf8", use_threads=threads,
                              **({"block_size": block_size} if block_size else {}))
     parse = pacsv.ParseOptions(delimiter=DELIMITER, quote_char=QUOTE, double_quote=True, escape_char=False,
-                               newlines_in_values=False)
+                               newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types=column_types or {}, null_values=list(NULL_STRINGS),
                                    strings_can_be_null=True, quoted_strings_can_be_null=True)
     return {"read_options": read, "parse_options": parse, "convert_options": convert}
@@ -83,13 +83,15 @@ def text_rows(text: str) -> Iterator[list[str]]:
 
 # --- Spark -------------------------------------------------------------------------------------------
 
-def spark_read_csv(spark: Any, path: str) -> Any:
+def spark_read_csv(spark: Any, path: str, multiline: bool = True) -> Any:
     """A Spark DataFrame of a CSV file in the dialect: every column read as text (Spark's reader
     knows one null spelling only), then each of NULL_STRINGS made a null; the model function
-    featurizes the text as the batch job does."""
+    featurizes the text as the batch job does. Spark reads a file that may hold values spanning
+    lines in one task; `multiline=False` splits a large file among tasks, for files known to
+    have none."""
     from pyspark.sql import functions as F
 
-    frame = (spark.read.option("header", True).option("sep", DELIMITER).option("quote", QUOTE)
+    frame = (spark.read.option("header", True).option("multiLine", multiline).option("sep", DELIMITER).option("quote", QUOTE)
              .option("escape", QUOTE).option("encoding", "UTF-8").option("inferSchema", False)
              .option("nullValue", "\u0000").option("emptyValue", "").option("mode", "FAILFAST").csv(path))
     nulls = list(NULL_STRINGS)

@@ -272,10 +272,10 @@ def _parse_piece(data: bytes, pinned: dict[str, pa.DataType], text_types: dict[s
 
 
 def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes]:
-    """The file in pieces of about `size` bytes, each its header line and then whole lines (the
-    last piece ends where the file does), so that each parses on its own. Pieces are cut at line
-    ends, as pyarrow cuts its blocks in this dialect (no value spans lines). `digest`, if given, is
-    updated with every byte read."""
+    """The file in pieces of about `size` bytes, each its header line and then whole rows (the
+    last piece ends where the file does), so that each parses on its own: a piece ends at a line
+    end outside quotes, never inside a value that spans lines. `digest`, if given, is updated
+    with every byte read."""
     with filesystem().open_input_stream(path.path) if isinstance(path, S3Path) else open(path, "rb") as f:
         header, rest, yielded = b"", b"", False
         while data := bytes(f.read(size)):
@@ -288,17 +288,34 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes
                     rest = data
                     continue
                 header, data = data[:end + 1], data[end + 1:]
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:  # no line end in this read: a long line, read on
+            cut = _last_row_end(rest, data)
+            if cut == 0:  # no row ends in this read: a long row, read on
                 rest += data
                 continue
-            # One copy: the header, the line begun in the read before, and this read's whole lines.
+            # One copy: the header, the row begun in the read before, and this read's whole rows.
             yield b"".join((header, rest, memoryview(data)[:cut]))
             yielded, rest = True, data[cut:]
         if not header and rest:  # a header line with no line end
             header, rest = rest + b"\n", b""
         if rest or (header and not yielded):
             yield header + rest
+
+
+def _last_row_end(rest: bytes, data: bytes) -> int:
+    """The index in `data` just after its last line end outside quotes (0 if it has none), where
+    `rest` (begun outside quotes) comes before `data`. Doubled quotes count twice, so an even
+    count of quotes before a line end means it is outside them."""
+    cut = data.rfind(b"\n") + 1
+    if cut == 0 or (b'"' not in data and b'"' not in rest):  # a byte search: files without quotes pay no more
+        return cut
+    quotes = rest.count(b'"') + data.count(b'"', 0, cut)
+    while quotes % 2:
+        earlier = data.rfind(b"\n", 0, cut - 1) + 1
+        if earlier == 0:
+            return 0
+        quotes -= data.count(b'"', earlier, cut)
+        cut = earlier
+    return cut
 
 
 def _csv_block_size(path: DataFile, chunk_rows: int) -> int:

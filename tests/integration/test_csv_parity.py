@@ -65,7 +65,7 @@ def test_one_csv_means_the_same_rows_at_every_door(compose, parity, tmp_path):
     up = compose("up", "-d", "serve")
     assert up.returncode == 0, up.stderr[-3000:]
     compose.wait_ready()
-    good = (compose.data_dir / "input" / "parity-good.csv").read_text()
+    good = (compose.data_dir / "input" / "parity-good.csv").read_bytes().decode()
     reply = requests.post(compose.url("/predict"), data=good, headers={"Content-Type": "text/csv"}, timeout=30)
     assert reply.status_code == 200, reply.text[:2000]
     ids = row_ids(good)

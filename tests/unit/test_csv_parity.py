@@ -67,13 +67,13 @@ def test_http_csv_bodies_read_the_file_as_the_batch_job_does(demo_store, files, 
     app = create_app({"MODELS_DIR": str(demo_store / "models"), "MODEL": "demo", "POLL_SECONDS": "3600"})
     try:
         client = app.test_client()
-        good = files["good"].read_text()
+        good = files["good"].read_bytes().decode()  # as sent: read_text() would turn \r\n into \n
         reply = client.post("/predict", data=good, content_type="text/csv")
         assert reply.status_code == 200, reply.get_data(as_text=True)
         ids = row_ids(good)
         got = {i: (p["prediction"], p["probabilities"]["yes"]) for i, p in zip(ids, reply.get_json()["predictions"])}
         assert got == batch["predictions"]
-        bad = client.post("/invocations", data=files["all"].read_text(), content_type="text/csv")
+        bad = client.post("/invocations", data=files["all"].read_bytes().decode(), content_type="text/csv")
         assert bad.status_code == 422
         fields = bad.get_json()["error"]["fields"]
         assert [(f["row"], f["field"]) for f in fields] == [(BAD_ROW, BAD_FIELD)]

@@ -81,6 +81,36 @@ def test_a_column_left_empty_in_the_first_piece_reads_as_text_after_it(tmp_path)
     assert read[:30_000] == [None] * 30_000 and read[30_000:] == notes[30_000:]
 
 
+def test_values_spanning_lines_read_alike_wherever_the_pieces_are_cut(tmp_path, monkeypatch):
+    """Quoted values with line ends (and quotes) in them, in a column the model does not use and
+    in a categorical one, across many pieces: the typed path gives the rows one whole read gives,
+    the same featurized matrix as the text path, and the bad value's row (not line) number."""
+    import csv
+    import io
+
+    rng = np.random.default_rng(5)
+    notes = ["plain", 'say "hi"', "two\nlines", "three\r\nlines\nhere", "", 'q"\n"q']
+    rows = [["id", "age", "charges", "plan", "note"]]
+    for i in range(6_000):
+        plan = "basic" if i % 7 else "premium\n(new)"
+        rows.append([f"r{i}", str(rng.integers(18, 80)), f"{rng.normal(60, 20):.3f}", plan, notes[i % len(notes)]])
+    rows[4_321][1] = "old"
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    path = tmp_path / "spans.csv"
+    path.write_text(text.getvalue())
+    whole = pacsv.read_csv(path, **csvdialect.arrow_options({c: pa.string() for c in rows[0]}))
+    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 997)  # ~200 pieces, cut all over the file
+    assert len(list(tableio._csv_pieces(path, 997))) > 150
+    batches = [b for _, b in tableio.iter_batches([path], 100, TEXT, TYPED)]
+    for column in ("id", "plan", "note"):  # (the batch with the bad value is all text: read apart)
+        assert [v for b in batches for v in b.column(column).to_pylist()] == whole.column(column).to_pylist()
+    text_matrix, text_errors, _ = featurized(path, fast=False)
+    typed_matrix, typed_errors, _ = featurized(path, fast=True)
+    np.testing.assert_array_equal(typed_matrix, text_matrix)
+    assert typed_errors == text_errors == [(4_320, "age", "expected a number, got 'old'")]
+
+
 def test_every_null_spelling_is_missing_in_every_reader(tmp_path):
     import duckdb
 
