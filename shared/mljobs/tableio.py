@@ -289,6 +289,10 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes
                     continue
                 header, data = data[:end + 1], data[end + 1:]
             cut = _last_row_end(rest, data)
+            if cut == 0 and len(rest) > 4 * size:
+                # A " inside an unquoted value (12" for inches; outside the dialect) makes every
+                # line end after it look quoted: cut at a line end rather than hold the whole file.
+                cut = data.rfind(b"\n") + 1
             if cut == 0:  # no row ends in this read: a long row, read on
                 rest += data
                 continue

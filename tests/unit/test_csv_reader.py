@@ -211,3 +211,17 @@ def test_the_job_records_the_hash_of_the_csv_it_read(demo_store, tmp_path):
     assert predict.main(flags) == 0
     (success,) = out.glob("model=demo/date=*/run=*/_SUCCESS")
     assert json.loads(success.read_text())["input_blake3"] == tableio.fingerprint([path])
+
+
+def test_a_bare_quote_inside_a_value_is_itself_and_memory_stays_bounded(tmp_path, monkeypatch):
+    """12" (inches) is outside the dialect (such a value should be quoted) but every reader takes
+    the quote as itself; the pieces stay small even though every later line end looks quoted."""
+    path = tmp_path / "inches.csv"
+    inches = '12"'
+    lines = ["id,age,charges,plan,size"] + [f"r{i},{30 + i % 40},{i % 97}.5,basic,{inches if i == 3 else 'small'}" for i in range(5_000)]
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 1_000)
+    assert max(len(p) for p in tableio._csv_pieces(path, 1_000)) < 6_000
+    batches = [b for _, b in tableio.iter_batches([path], 100, TEXT, TYPED)]
+    sizes = [v for b in batches for v in b.column("size").to_pylist()]
+    assert len(sizes) == 5_000 and sizes[3] == '12"' and sizes.count("small") == 4_999
