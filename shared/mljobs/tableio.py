@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Collection, Generator, Iterator, Mapping, Sequence, Union
 
 import blake3
 import pyarrow as pa
@@ -74,7 +74,9 @@ CSV_MAX_BLOCK = 8 << 20
 # measured on 1M rows x 32 columns in the job, 1.75 s against 1.95 s for 1 MB pieces and 2.0 s
 # for pyarrow's own threads on 8 MB blocks, whose hand-offs cost ~40% more CPU.
 CSV_PARSE_BYTES = 4 << 20
-CSV_PARSE_THREADS = max(1, min(4, os.cpu_count() or 1))
+CSV_PARSE_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
+# Each restart of the streaming reader reads the file again up to where it was: bounded.
+STREAM_RESTARTS = 4
 
 
 def fingerprint(files: Sequence[DataFile], known: Mapping[DataFile, str] | None = None) -> str:
@@ -83,9 +85,12 @@ def fingerprint(files: Sequence[DataFile], known: Mapping[DataFile, str] | None 
     a reader that read it anyway) is taken instead of reading the file again."""
     digest = blake3.blake3()
     for f in files:
-        part = object_identity(f) if isinstance(f, S3Path) else (known or {}).get(f) or _blake3(f)
-        digest.update(f"{f.name}:{part}\n".encode())
+        digest.update(f"{f.name}:{(known or {}).get(f) or _file_hash(f)}\n".encode())
     return digest.hexdigest()
+
+
+def _file_hash(f: DataFile) -> str:
+    return object_identity(f) if isinstance(f, S3Path) else _blake3(f)
 
 
 # Large reads into one buffer: a hash running beside the scoring takes the GIL back once per
@@ -124,12 +129,12 @@ def fingerprint_in_background(files: Sequence[DataFile], read_by_reader: Collect
     take their hash from `known` (filled in by the reader as it reaches each one's end; read then
     if it has not), the others are hashed now on a daemon thread (hashing releases the GIL, so it
     runs beside the scoring). A job that fails does not wait for it at all."""
-    others = [f for f in files if isinstance(f, Path) and f not in read_by_reader]
+    others = [f for f in files if f not in read_by_reader]
     result: list[dict[DataFile, str] | BaseException] = []
 
     def work() -> None:
         try:
-            result.append({f: _blake3(f) for f in others})
+            result.append({f: _file_hash(f) for f in others})
         except BaseException as exc:  # handed to whoever waits for the result
             result.append(exc)
 
@@ -208,47 +213,66 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
     """A CSV file's batches of about `block` bytes, parsed with `fast_types` in pieces of
     CSV_PARSE_BYTES; a piece where that fails is parsed again with `text_types` (and is a batch of
     its own). Columns named in neither keep the type the first piece gave them (text if it had no
-    values), so the batches of a file have one schema per path taken. With `hashes`, the file's
-    BLAKE3 goes there once it is read to the end (from the bytes read, not read again)."""
+    values), so the batches of a file have one schema per path taken. A piece that does not end
+    where a row does, as pyarrow reads it (see _csv_pieces), or that neither parse takes, hands
+    the rest of the file to pyarrow's own reader (_streamed_csv). With `hashes`, the file's
+    BLAKE3 goes there once the pieces reach its end (from the bytes read, not read again)."""
     digest = blake3.blake3() if hashes is not None else None
     pieces = _csv_pieces(path, min(block, CSV_PARSE_BYTES), digest)
     first = next(pieces, None)
     if first is None:
         return
-    first_table, typed = _parse_piece(first, {}, text_types, fast_types)
+    first_result = _parse_piece(first, {}, text_types, fast_types)
+    if first_result is None:
+        yield from _streamed_csv(path, block, text_types, fast_types, None, 0)
+        return
+    first_table, typed = first_result
     pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
               for f in first_table.schema if f.name not in fast_types}
     first_table = first_table.cast(pa.schema([pa.field(f.name, pinned.get(f.name, f.type)) for f in first_table.schema]))
 
     gathered: list[pa.Table] = []
-    gathered_bytes = 0
+    gathered_bytes = done = 0
 
     def flush() -> Iterator[pa.RecordBatch]:
-        nonlocal gathered_bytes
+        nonlocal gathered_bytes, done
         if gathered:
-            yield from pa.concat_tables(gathered).combine_chunks().to_batches()
+            table = pa.concat_tables(gathered).combine_chunks()
+            done += table.num_rows
+            yield from table.to_batches()
         gathered.clear()
         gathered_bytes = 0
 
-    def parsed() -> Iterator[tuple[pa.Table, bool, int]]:
-        yield first_table, typed, len(first)
+    def parsed() -> Generator[tuple[tuple[pa.Table, bool] | None, int], None, None]:
+        yield (first_table, typed), len(first)
         # The pieces after the first are parsed CSV_PARSE_THREADS at a time, handed on in order.
-        with ThreadPoolExecutor(CSV_PARSE_THREADS, thread_name_prefix="mljobs-csv") as pool:
-            ahead: deque[tuple[Future[tuple[pa.Table, bool]], int]] = deque()
+        pool = ThreadPoolExecutor(CSV_PARSE_THREADS, thread_name_prefix="mljobs-csv")
+        try:
+            ahead: deque[tuple[Future[tuple[pa.Table, bool] | None], int]] = deque()
             for piece in pieces:
                 ahead.append((pool.submit(_parse_piece, piece, pinned, text_types, fast_types), len(piece)))
                 if len(ahead) > 2 * CSV_PARSE_THREADS:
                     future, size = ahead.popleft()
-                    yield (*future.result(), size)
+                    yield future.result(), size
             while ahead:
                 future, size = ahead.popleft()
-                yield (*future.result(), size)
+                yield future.result(), size
+        finally:
+            pool.shutdown(cancel_futures=True)
 
-    for table, typed_piece, size in parsed():
+    results = parsed()
+    for result, size in results:
+        if result is None:
+            results.close()
+            yield from flush()
+            yield from _streamed_csv(path, block, text_types, fast_types, pinned, done)
+            return
+        table, typed_piece = result
         if table.num_rows == 0:
             continue
         if not typed_piece:
             yield from flush()
+            done += table.num_rows
             yield from table.combine_chunks().to_batches()
             continue
         gathered.append(table)
@@ -261,23 +285,63 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
 
 
 def _parse_piece(data: bytes, pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
-                 fast_types: dict[str, pa.DataType]) -> tuple[pa.Table, bool]:
-    """A piece of CSV (header line first) parsed on this thread with `fast_types`, or else with
-    `text_types`; and whether it was the former."""
+                 fast_types: dict[str, pa.DataType]) -> tuple[pa.Table, bool] | None:
+    """A piece (see _csv_pieces) parsed on this thread with `fast_types`, or else `text_types`,
+    without its closing row of empty cells; and whether it was the former. None when neither
+    parse takes it, or when that row did not come back as a row of empty cells: the piece then
+    ended inside a quoted value, as pyarrow reads it (a stray quote misled the cut)."""
     buffer = pa.py_buffer(data)
-    try:
-        return pacsv.read_csv(buffer, **csvdialect.arrow_options({**pinned, **fast_types}, threads=False)), True
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pacsv.read_csv(buffer, **csvdialect.arrow_options({**pinned, **text_types}, threads=False)), False
+    for types, typed in ((fast_types, True), (text_types, False)):
+        try:
+            table = pacsv.read_csv(buffer, **csvdialect.arrow_options({**pinned, **types}, threads=False))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+        last = table.num_rows - 1
+        if last < 0 or any(column[last].is_valid for column in table.columns):
+            return None
+        return table.slice(0, last), typed
+    return None
+
+
+def _streamed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType], fast_types: dict[str, pa.DataType],
+                  pinned: dict[str, pa.DataType] | None, skip: int) -> Iterator[pa.RecordBatch]:
+    """A CSV file's batches from row `skip` on, by pyarrow's streaming reader, which finds where
+    rows end itself (slower: one thread). Blocks are parsed with `fast_types`; from a block where
+    that fails, the reader starts again after the rows read so far, with `text_types` for one
+    block and then with `fast_types` again (up to STREAM_RESTARTS times; then text to the end)."""
+    typed, restarts = True, 0
+    while True:
+        types = {**(pinned or {}), **(fast_types if typed else text_types)}
+        options = csvdialect.arrow_options(types, max(block, CSV_PARSE_BYTES), threads=False)
+        options["read_options"].skip_rows_after_names = skip
+        try:
+            for batch in pacsv.open_csv(open_stream(path), **options):
+                if pinned is None:  # the first block's types, blank columns as text, for every block after
+                    pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
+                              for f in batch.schema if f.name not in fast_types}
+                    if any(pa.types.is_null(f.type) for f in batch.schema if f.name not in fast_types):
+                        break
+                skip += batch.num_rows
+                yield batch
+                if not typed and restarts < STREAM_RESTARTS:
+                    typed, restarts = True, restarts + 1
+                    break
+            else:
+                return
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if not typed:
+                raise
+            typed = False
 
 
 def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes]:
-    """The file in pieces of about `size` bytes, each its header line and then whole rows (the
-    last piece ends where the file does), so that each parses on its own: a piece ends at a line
-    end outside quotes, never inside a value that spans lines. `digest`, if given, is updated
-    with every byte read."""
+    """The file in pieces of about `size` bytes, each its header line, whole rows (cut at a line
+    end outside quotes, counted as the dialect has them; the last piece ends where the file does)
+    and a closing row of empty cells: parsed on its own, that row comes back as a row of its own
+    only if the piece really ended outside quotes (a stray " inside an unquoted value miscounts
+    them). `digest`, if given, is updated with every byte read."""
     with filesystem().open_input_stream(path.path) if isinstance(path, S3Path) else open(path, "rb") as f:
-        header, rest, yielded = b"", b"", False
+        header, rest, closing, yielded = b"", b"", b"", False
         while data := bytes(f.read(size)):
             if digest is not None:
                 digest.update(data)
@@ -288,21 +352,30 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes
                     rest = data
                     continue
                 header, data = data[:end + 1], data[end + 1:]
+                closing = _empty_row(header)
             cut = _last_row_end(rest, data)
             if cut == 0 and len(rest) > 4 * size:
-                # A " inside an unquoted value (12" for inches; outside the dialect) makes every
-                # line end after it look quoted: cut at a line end rather than hold the whole file.
+                # Every line end for 4 pieces looks quoted: most likely a stray " (12" for inches),
+                # so cut at a line end rather than hold the file; the closing row checks the guess.
                 cut = data.rfind(b"\n") + 1
             if cut == 0:  # no row ends in this read: a long row, read on
                 rest += data
                 continue
-            # One copy: the header, the row begun in the read before, and this read's whole rows.
-            yield b"".join((header, rest, memoryview(data)[:cut]))
+            # One copy: the header, the row begun in the read before, this read's whole rows.
+            yield b"".join((header, rest, memoryview(data)[:cut], closing))
             yielded, rest = True, data[cut:]
         if not header and rest:  # a header line with no line end
             header, rest = rest + b"\n", b""
+            closing = _empty_row(header)
         if rest or (header and not yielded):
-            yield header + rest
+            yield b"".join((header, rest, b"" if not rest or rest.endswith(b"\n") else b"\n", closing))
+
+
+def _empty_row(header: bytes) -> bytes:
+    """A row of empty cells as wide as the header line (one column: an empty quoted cell, since
+    an empty line is no row)."""
+    width = len(next(csvdialect.text_rows(header.decode("utf-8", errors="replace")), [])) or 1
+    return b"," * (width - 1) + b"\n" if width > 1 else b'""\n'
 
 
 def _last_row_end(rest: bytes, data: bytes) -> int:

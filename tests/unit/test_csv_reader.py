@@ -191,9 +191,9 @@ def test_csv_pieces_each_start_with_the_header_and_together_are_the_file(tmp_pat
         assert pieces == []
         return
     header = text.encode().split(b"\n")[0] + b"\n"
-    assert all(p.startswith(header) for p in pieces)
-    assert all(p.endswith(b"\n") for p in pieces[:-1])
-    body = b"".join(p[len(header):] for p in pieces)
+    closing = b"," * header.count(b",") + b"\n" if b"," in header else b'""\n'  # a row of empty cells
+    assert all(p.startswith(header) and p.endswith(closing) for p in pieces)
+    body = b"".join(p[len(header):-len(closing)] for p in pieces)
     assert header + body in (text.encode(), text.encode() + b"\n")
 
 
@@ -225,3 +225,58 @@ def test_a_bare_quote_inside_a_value_is_itself_and_memory_stays_bounded(tmp_path
     batches = [b for _, b in tableio.iter_batches([path], 100, TEXT, TYPED)]
     sizes = [v for b in batches for v in b.column("size").to_pylist()]
     assert len(sizes) == 5_000 and sizes[3] == '12"' and sizes.count("small") == 4_999
+
+
+SPAN_TYPES = {"id": pa.string(), "size": pa.string(), "note": pa.string()}
+
+
+def read_in_small_pieces(path, monkeypatch) -> list[dict]:
+    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 64)
+    return [r for _, b in tableio.iter_batches([path], 10, {"size": pa.string()}, {"size": pa.float64()}) for r in b.to_pylist()]
+
+
+def whole_read(path) -> list[dict]:
+    return pacsv.read_csv(path, **csvdialect.arrow_options(SPAN_TYPES)).to_pylist()
+
+
+@pytest.mark.parametrize("shape", ["stray-quote-then-spanning-values", "a-value-longer-than-four-pieces"])
+def test_a_misleading_cut_is_caught_and_the_rows_are_the_whole_files(tmp_path, monkeypatch, shape):
+    """A stray " (5" for inches) makes the reader count the line ends of the values spanning
+    lines after it as outside quotes, and a value longer than four pieces forces a cut inside it:
+    each such piece is found out by its closing row, and pyarrow's own reader reads on."""
+    path = tmp_path / "misleading.csv"
+    if shape == "stray-quote-then-spanning-values":
+        rows = [b"id,size,note\n", b'r1,5",x\n'] + [b'r%d,6,"a,b\nc,d,e"\n' % i for i in range(2, 60)]
+    else:
+        rows = [b"id,size,note\n", b'r1,6,"' + b"a line of the long note\n" * 40 + b'"\n'] + [b"r%d,7,short\n" % i for i in range(2, 60)]
+    path.write_bytes(b"".join(rows))
+    got = read_in_small_pieces(path, monkeypatch)
+    want = whole_read(path)
+    assert len(got) == len(want) == 59
+    assert [(r["id"], r["note"]) for r in got] == [(r["id"], r["note"]) for r in want]
+
+
+def test_a_ragged_row_deep_in_the_file_is_named_by_its_line(tmp_path, monkeypatch):
+    path = tmp_path / "ragged.csv"
+    path.write_bytes(b"id,size,note\n" + b"".join(b"r%d,6,x\n" % i for i in range(500)) + b"r500,6,x,extra\n" + b"r501,6,x\n")
+    with pytest.raises(tableio.BadInputError, match=r"cannot read ragged.csv: .*Row #502: Expected 3 columns, got 4"):
+        read_in_small_pieces(path, monkeypatch)
+
+
+def test_a_run_recorded_before_blake3_is_scored_again_saying_why(demo_store, tmp_path, caplog):
+    import json
+
+    from mljobs.jobs import predict
+
+    path, out = tmp_path / "in.csv", tmp_path / "out"
+    pacsv.write_csv(demo.scoring_table(rows=500), path)
+    flags = ["--models-dir", str(demo_store / "models"), "--runs-dir", str(demo_store / "runs"), "--output", str(out), "--input", str(path)]
+    assert predict.main(flags) == 0
+    (success,) = out.glob("model=demo/date=*/run=*/_SUCCESS")
+    summary = json.loads(success.read_text())
+    summary["input_sha256"] = summary.pop("input_blake3")  # as an earlier mljobs wrote it
+    success.write_text(json.dumps(summary))
+    caplog.set_level("INFO", logger="mljobs")
+    assert predict.main(flags) == 0
+    assert len(list(out.glob("model=demo/date=*/run=*/_SUCCESS"))) == 2
+    assert "records no input_blake3 (an earlier mljobs made it): scoring it again" in caplog.text

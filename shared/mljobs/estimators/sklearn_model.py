@@ -57,8 +57,11 @@ class UntrustedTypeError(ModelError):
 def load_skops_model(verified: VerifiedVersion, also_trusted: frozenset[str] = frozenset()) -> Any:
     """The version's skops file, loaded only if every type in it is on the allow-list (plus
     `also_trusted`: what an import let in with --trust-pickle, as its version records)."""
+    data = verified.files.get(SKOPS_FILE)
+    if data is None:
+        raise ModelError(f"model {verified.label} is refused: it has no {SKOPS_FILE}")
     try:
-        return load_skops_bytes(verified.files[SKOPS_FILE], also_trusted)
+        return load_skops_bytes(data, also_trusted)
     except ModelError as exc:
         raise ModelError(f"model {verified.label} is refused: {exc}") from exc
 

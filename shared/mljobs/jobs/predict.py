@@ -99,7 +99,10 @@ def execute(args: argparse.Namespace, record: RunRecord) -> None:
     content_hash = source.content_hash()
     key = run_key(predictor, input_fingerprint, options)
     previous = None if args.force else earlier_run(output_root, predictor.name, key)
-    if previous and previous.get("input_blake3") != content_hash():
+    if previous and "input_blake3" not in previous:
+        log.info("run %s of %s records no input_blake3 (an earlier mljobs made it): scoring it again", previous["run_id"], source.name)
+        previous = None
+    elif previous and previous["input_blake3"] != content_hash():
         log.info("%s has the sizes and ends of the input of run %s, but other contents: scoring it", source.name, previous["run_id"])
         previous = None
     if previous:
