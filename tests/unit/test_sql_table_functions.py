@@ -184,6 +184,11 @@ def test_spark_table_functions_equal_duckdb_and_the_batch_job(spark, store, tmp_
     assert metrics.asDict() == model(store, "species").metadata["metrics"]
     importance = ml_sql(spark, "SELECT feature FROM ml_feature_importance('churn')", models).collect()
     assert [r["feature"] for r in importance] == predictor.schema.names
+    # A bare model name scores with the version a caller chooses, as the SQL job's --model does.
+    with pytest.raises(ModelError, match=r"ml_predict\('churn'\): model 'churn' has no version 9"):
+        ml_sql(spark, "SELECT count(*) FROM ml_predict('churn', TABLE new)", models, models=["churn:9"])
+    [[n]] = ml_sql(spark, "SELECT count(*) FROM ml_predict('churn', TABLE new)", models, models=["churn:1"]).collect()
+    assert n == len(rows)
     with pytest.raises(ModelError, match=r"ml_predict\('churn:9'\): model 'churn' has no version 9"):
         ml_sql(spark, "SELECT * FROM ml_predict('churn:9', TABLE new)", models)
     with pytest.raises(UsageError, match="has no argument 'top'"):

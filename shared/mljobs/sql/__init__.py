@@ -12,12 +12,13 @@ prediction through SQL as through a file. Calling form, with the model's own col
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
 from ..errors import InvalidRecordsError
 from ..predictor import Predictor
+from ..store import ModelRef
 
 FUNCTION_PATTERN = re.compile(r"\bpredict_([A-Za-z0-9_]+?)(_proba)?\s*\(", re.IGNORECASE)
 
@@ -29,6 +30,18 @@ def function_name(model: str, proba: bool = False) -> str:
 def models_called(query: str) -> set[str]:
     """The model names a query calls as predict_<name>(...) or predict_<name>_proba(...)."""
     return {m.group(1) for m in FUNCTION_PATTERN.finditer(query)}
+
+
+def model_choices(specs: Iterable[str]) -> dict[str, ModelRef]:
+    """--model NAME@ALIAS|NAME:VERSION overrides, by model name."""
+    return {ModelRef.parse(spec).name: ModelRef.parse(spec) for spec in specs}
+
+
+def chosen_ref(text: str, choices: Mapping[str, ModelRef]) -> ModelRef:
+    """The model a query names: as written when it says an alias or version, else the choice
+    made for that name (--model), else its default alias."""
+    ref = ModelRef.parse(text)
+    return choices.get(ref.name, ref) if ref.alias is None and ref.version is None else ref
 
 
 def label_type(predictor: Predictor) -> pa.DataType:

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ..errors import MljobsError, ModelError
 from ..predictor import Predictor
+from . import chosen_ref, model_choices
 from .table_call import TableCall, find_calls, substitute
 from .table_functions import Scoring, all_batches, check_input, evaluate, feature_importance
 
@@ -111,7 +112,6 @@ def job_batches(con: duckdb.DuckDBPyConnection, query: str, args: Any, record: A
     """The SQL job's result: `args` give the store and the --model overrides of a default alias;
     the run record names every model the table functions used, beside predict_<model>'s."""
     from ..predictor import load_predictor
-    from ..store import ModelRef
     from ..jobs.common import as_list
     from ..jobs.store_option import job_store
 
@@ -119,13 +119,11 @@ def job_batches(con: duckdb.DuckDBPyConnection, query: str, args: Any, record: A
         yield from con.sql(query).to_arrow_reader()
         return
     store = job_store(args)
-    chosen = {ModelRef.parse(m).name: ModelRef.parse(m) for m in as_list(args.model)}
+    chosen = model_choices(as_list(args.model))
     loaded: dict[str, Predictor] = {}
 
     def load(text: str) -> Predictor:
-        ref = ModelRef.parse(text)
-        if ref.alias is None and ref.version is None:
-            ref = chosen.get(ref.name, ref)
+        ref = chosen_ref(text, chosen)
         if str(ref) not in loaded:
             loaded[str(ref)] = load_predictor(store, ref)
         return loaded[str(ref)]

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import MljobsError
 from ..estimators.lightgbm_import import scoring_only
 from ..store import ModelRef, ModelStore
-from . import function_name, models_called
+from . import chosen_ref, function_name, model_choices, models_called
 from .table_call import TableCall, find_calls
 
 # ml_evaluate computes its metrics with scikit-learn, as training did.
@@ -32,9 +32,7 @@ def lightgbm_only(store: ModelStore, query: str, chosen: dict[str, ModelRef]) ->
         return False
     by_function = {function_name(n)[len("predict_"):].lower(): n for n in store.names()}
     refs = [chosen.get(by_function.get(n.lower(), n), ModelRef(by_function.get(n.lower(), n))) for n in models_called(query)]
-    for call in every_call(query):
-        ref = ModelRef.parse(call.model)
-        refs.append(chosen.get(ref.name, ref) if ref.alias is None and ref.version is None else ref)
+    refs += [chosen_ref(call.model, chosen) for call in every_call(query)]
     if not refs:
         return False
     for ref in refs:
@@ -64,8 +62,7 @@ def choose_mode(store: ModelStore, query: str, models: list[str]) -> None:
     if not _OWN_PROCESS:
         return
     try:
-        chosen = {ModelRef.parse(m).name: ModelRef.parse(m) for m in models}
-        allowed = lightgbm_only(store, query, chosen)
+        allowed = lightgbm_only(store, query, model_choices(models))
     except MljobsError:  # a malformed call or reference: the query's own run reports it
         return
     if allowed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +18,7 @@ import pyarrow as pa
 from ..errors import InvalidRecordsError, ModelError, UsageError
 from ..predictor import Predictor
 from ..store import ModelRef
+from . import chosen_ref, model_choices
 from .spark_udf import _predictor, ship
 from .table_call import TableCall, find_calls, substitute
 from .table_functions import Scoring, all_batches, check_input, evaluate, feature_importance
@@ -25,31 +26,37 @@ from .table_functions import Scoring, all_batches, check_input, evaluate, featur
 _VIEW_NUMBERS = itertools.count(1)
 
 
-def ml_sql(spark: Any, query: str, models_dir: str | Path) -> Any:
-    """spark.sql(query) with ml_predict, ml_explain_predict, ml_evaluate and ml_feature_importance."""
+def ml_sql(spark: Any, query: str, models_dir: str | Path, models: Iterable[str] = ()) -> Any:
+    """spark.sql(query) with ml_predict, ml_explain_predict, ml_evaluate and ml_feature_importance;
+    `models` ("NAME@ALIAS" or "NAME:VERSION") choose what a call naming the bare model scores
+    with, as the SQL job's --model does."""
+    return _ml_sql(spark, query, models_dir, model_choices(models))
+
+
+def _ml_sql(spark: Any, query: str, models_dir: str | Path, chosen: dict[str, ModelRef]) -> Any:
     calls = find_calls(query, backslash=True)  # Spark's strings take backslash escapes
     names = []
     for call in calls:
         name = f"__mljobs_{next(_VIEW_NUMBERS)}"
-        relation(spark, call, models_dir).createOrReplaceTempView(name)
+        relation(spark, call, models_dir, chosen).createOrReplaceTempView(name)
         names.append(name)
     return spark.sql(substitute(query, calls, names, quote="`"))
 
 
-def shipped_model(spark: Any, call: TableCall, models_dir: str | Path) -> tuple[str, Predictor]:
+def shipped_model(spark: Any, call: TableCall, models_dir: str | Path, chosen: dict[str, ModelRef]) -> tuple[str, Predictor]:
     try:
-        return ship(spark, models_dir, ModelRef.parse(call.model))
+        return ship(spark, models_dir, chosen_ref(call.model, chosen))
     except ModelError as exc:
         raise ModelError(f"{call.describe()}: {exc}") from None
 
 
-def relation(spark: Any, call: TableCall, models_dir: str | Path) -> Any:
+def relation(spark: Any, call: TableCall, models_dir: str | Path, chosen: dict[str, ModelRef]) -> Any:
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-    shipped, local = shipped_model(spark, call, models_dir)
+    shipped, local = shipped_model(spark, call, models_dir, chosen)
     if call.function == "ml_feature_importance":
         return spark.createDataFrame(feature_importance(local).to_pandas())
-    rows = ml_sql(spark, call.rows_query(), models_dir)
+    rows = _ml_sql(spark, call.rows_query(), models_dir, chosen)
     input_schema = to_arrow_schema(rows.schema)
     check_input(call, input_schema, local)
     name, version = local.name, local.version
