@@ -184,6 +184,14 @@ def test_spark_table_functions_equal_duckdb_and_the_batch_job(spark, store, tmp_
     assert metrics.asDict() == model(store, "species").metadata["metrics"]
     importance = ml_sql(spark, "SELECT feature FROM ml_feature_importance('churn')", models).collect()
     assert [r["feature"] for r in importance] == predictor.schema.names
+    # A bad value: its column and reason, and its row within the partition, said to be that.
+    from pyspark.sql import functions as F
+
+    bad = spark.read.parquet(str(store / "churn-new.parquet")).repartition(1).withColumn(
+        "tenure_months", F.when(F.col("row_id") == 5, F.lit("x")).otherwise(F.col("tenure_months").cast("string")))
+    bad.createOrReplaceTempView("bad")
+    with pytest.raises(Exception, match=r"column 'tenure_months': expected a number, got 'x' \(rows counted from 0 within Spark partition 0\)"):
+        ml_sql(spark, "SELECT * FROM ml_predict('churn', TABLE bad)", models).collect()
     # A bare model name scores with the version a caller chooses, as the SQL job's --model does.
     with pytest.raises(ModelError, match=r"ml_predict\('churn'\): model 'churn' has no version 9"):
         ml_sql(spark, "SELECT count(*) FROM ml_predict('churn', TABLE new)", models, models=["churn:9"])

@@ -71,9 +71,23 @@ def relation(spark: Any, call: TableCall, models_dir: str | Path, chosen: dict[s
             return
         # Spark runs a task per core: one thread each.
         scoring = Scoring(call, _predictor(shipped, name, version), first.schema, threads=1)
-        yield from scoring.stream(itertools.chain([first], rows))
+        try:
+            yield from scoring.stream(itertools.chain([first], rows))
+        except InvalidRecordsError as exc:
+            raise in_partition(exc) from None
 
     return rows.mapInArrow(score, from_arrow_schema(output))
+
+
+def in_partition(error: InvalidRecordsError) -> InvalidRecordsError:
+    """The error with its row numbers said to be what they are: counted from 0 within the task's
+    Spark partition (a task does not know where its partition starts)."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    partition = f"Spark partition {context.partitionId()}" if context else "its Spark partition"
+    error.args = (f"{error} (rows counted from 0 within {partition})",)
+    return error
 
 
 def evaluated(spark: Any, call: TableCall, rows: Any, shipped: str, local: Predictor) -> Any:
@@ -89,10 +103,12 @@ def evaluated(spark: Any, call: TableCall, rows: Any, shipped: str, local: Predi
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         predictor = _predictor(shipped, name, version)
+        first_row = 0
         for batch in all_batches(batches):
-            features = predictor.featurizer.transform_table(batch)
+            features = predictor.featurizer.transform_table(batch, first_row)
+            first_row += batch.num_rows
             if features.errors:
-                raise InvalidRecordsError(features.errors)
+                raise in_partition(InvalidRecordsError(features.errors))
             truth = encode_labels(call, predictor, batch.column(predictor.schema.target), 0)
             raw = predictor.predict_raw(features.matrix, 1).reshape(batch.num_rows, width)
             yield pa.RecordBatch.from_arrays([pa.array(truth)] + [pa.array(raw[:, i]) for i in range(width)], schema=pairs)
