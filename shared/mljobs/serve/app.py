@@ -128,7 +128,7 @@ def http_request(app: Flask, params: Mapping[str, str]) -> HttpRequest:
     """Flask's request as the plain data the protocol handlers take."""
     return HttpRequest(
         content_type=request.mimetype, headers=cast(Mapping[str, str], request.headers), params=dict(params),
-        query=cast(Mapping[str, str], request.args),
+        read_query=lambda: cast(Mapping[str, str], request.args),
         read_body=lambda: read_body(app.config["MAX_CONTENT_LENGTH"]),
         best_accept=lambda offered: request.accept_mimetypes.best_match(offered, default=offered[0]),
     )

@@ -16,10 +16,15 @@ class HttpRequest:
     params: Mapping[str, str]  # path parameters, e.g. the model name of a v2 route
     read_body: Callable[[], bytes]  # enforces the size limit, whether the body is chunked or not
     best_accept: Callable[[list[str]], str | None]  # the client's preferred type among those offered
-    query: Mapping[str, str] = field(default_factory=dict)  # the URL's query arguments, e.g. ?explain=true
+    # The URL's query arguments (?explain=true), parsed only by a route that reads them.
+    read_query: Callable[[], Mapping[str, str]] = dict
 
     def body(self) -> bytes:
         return self.read_body()
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        return self.read_query()
 
 
 @dataclass

@@ -19,7 +19,8 @@ NAMED_MODEL_ERRORS = {**PREDICT_ERRORS, "404": "no such model in the store"}
 
 
 def predict(service: ScoringService, request: HttpRequest) -> Reply:
-    explain = explain_asked(request.query.get("explain"), request.query.get("top_k"), "query")
+    query = request.query
+    explain = explain_asked(query.get("explain"), query.get("top_k"), "query")
     predictor = service.model(request.params.get("name"))
     require(request.content_type, (JSON, CSV))
     if request.content_type == CSV:
