@@ -205,15 +205,15 @@ def test_spark_table_functions_equal_duckdb_and_the_batch_job(spark, store, tmp_
 
 def test_comments_and_strings_anywhere_a_user_writes_them(spark, store, tmp_path):
     """A comment where a space may be (after the inner query, before an option), a function's
-    name inside a $$ string (DuckDB) or a string with a backslash-escaped quote (Spark): the same
-    rows as the plain call."""
+    name inside a $$ string or an E'...' string with an escaped quote (DuckDB), or a string with a
+    backslash-escaped quote (Spark): the same rows as the plain call."""
     from mljobs.sql.spark_tables import ml_sql
 
     new = f"{store}/churn-new.parquet"
     plain = sql_rows(store, tmp_path / "plain", f"SELECT * FROM ml_predict('churn', TABLE '{new}', 0.4)")
     commented = sql_rows(store, tmp_path / "commented", f"""SELECT * FROM ml_predict('churn', (SELECT * FROM '{new}' -- every row
         ) /* then the threshold */, threshold => 0.4 -- as above
-    ) WHERE $$ ml_predict('x', (SELECT 1)) $$ <> ''""")
+    ) WHERE $$ ml_predict('x', (SELECT 1)) $$ <> '' AND E'it\\'s not ml_predict(' <> ''""")
     assert commented == plain
 
     spark.read.parquet(new).createOrReplaceTempView("new")

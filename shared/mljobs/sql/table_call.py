@@ -66,7 +66,8 @@ WORD_CHAR = re.compile(r"[A-Za-z0-9_$]")
 
 def skip_quoted(sql: str, i: int, backslash: bool = False) -> int:
     """The index after the string, quoted identifier or comment starting at i (i if none does).
-    `backslash`: a backslash in a '...' or "..." string escapes the next character (Spark)."""
+    `backslash` (Spark): a backslash in a '...' or "..." string escapes the next character, and
+    $ quotes nothing; otherwise (DuckDB) only an E'...' string takes backslash escapes."""
     if sql.startswith("--", i):
         end = sql.find("\n", i)
         return len(sql) if end < 0 else end + 1
@@ -76,7 +77,8 @@ def skip_quoted(sql: str, i: int, backslash: bool = False) -> int:
             raise UsageError("the query is not valid: a /* comment is never closed")
         return end + 2
     # A $ inside a name (price$usd) starts no string.
-    dollar = DOLLAR_QUOTE.match(sql, i) if sql.startswith("$", i) and not WORD_CHAR.match(sql[i - 1:i]) else None
+    dollar_quoted = not backslash and sql.startswith("$", i) and not WORD_CHAR.match(sql[i - 1:i])
+    dollar = DOLLAR_QUOTE.match(sql, i) if dollar_quoted else None
     if dollar:
         end = sql.find(dollar.group(), dollar.end())
         if end < 0:
@@ -85,18 +87,24 @@ def skip_quoted(sql: str, i: int, backslash: bool = False) -> int:
     quote = sql[i]
     if quote not in "'\"`":
         return i
+    escapes = backslash and quote != "`" or quote == "'" and _escape_string_prefix(sql, i)
     j = i + 1
     while True:
         j = sql.find(quote, j)
         if j < 0:
             raise UsageError(f"the query is not valid: a {quote} quote is never closed")
-        if backslash and quote != "`" and _escaped(sql, i + 1, j):
+        if escapes and _escaped(sql, i + 1, j):
             j += 1
             continue
         if sql.startswith(quote * 2, j):  # a doubled quote stands for itself
             j += 2
             continue
         return j + 1
+
+
+def _escape_string_prefix(sql: str, i: int) -> bool:
+    """Whether the quote at i opens one of DuckDB's E'...' strings (E alone, not a name's end)."""
+    return i >= 1 and sql[i - 1] in "eE" and not WORD_CHAR.match(sql[i - 2:i - 1])
 
 
 def _escaped(sql: str, start: int, j: int) -> bool:
