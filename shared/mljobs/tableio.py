@@ -77,6 +77,7 @@ CSV_PARSE_BYTES = 4 << 20
 CSV_PARSE_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
 # Each restart of the streaming reader reads the file again up to where it was: bounded.
 STREAM_RESTARTS = 4
+MAX_STREAM_BLOCK = 1 << 30
 
 
 def fingerprint(files: Sequence[DataFile], known: Mapping[DataFile, str] | None = None) -> str:
@@ -308,11 +309,12 @@ def _streamed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType]
     """A CSV file's batches from row `skip` on, by pyarrow's streaming reader, which finds where
     rows end itself (slower: one thread). Blocks are parsed with `fast_types`; from a block where
     that fails, the reader starts again after the rows read so far, with `text_types` for one
-    block and then with `fast_types` again (up to STREAM_RESTARTS times; then text to the end)."""
-    typed, restarts = True, 0
+    block and then with `fast_types` again (up to STREAM_RESTARTS times; then text to the end).
+    A row longer than a block (a long value spanning lines) doubles the block, up to 1 GB."""
+    typed, restarts, block = True, 0, max(block, CSV_PARSE_BYTES)
     while True:
         types = {**(pinned or {}), **(fast_types if typed else text_types)}
-        options = csvdialect.arrow_options(types, max(block, CSV_PARSE_BYTES), threads=False)
+        options = csvdialect.arrow_options(types, block, threads=False)
         options["read_options"].skip_rows_after_names = skip
         try:
             for batch in pacsv.open_csv(open_stream(path), **options):
@@ -328,7 +330,10 @@ def _streamed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType]
                     break
             else:
                 return
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            if "straddles" in str(exc) and block < MAX_STREAM_BLOCK:
+                block *= 2
+                continue
             if not typed:
                 raise
             typed = False

@@ -250,6 +250,7 @@ def test_a_misleading_cut_is_caught_and_the_rows_are_the_whole_files(tmp_path, m
     else:
         rows = [b"id,size,note\n", b'r1,6,"' + b"a line of the long note\n" * 40 + b'"\n'] + [b"r%d,7,short\n" % i for i in range(2, 60)]
     path.write_bytes(b"".join(rows))
+    monkeypatch.setattr(tableio, "_csv_block_size", lambda path, rows: 256)  # the long note is 960 bytes
     got = read_in_small_pieces(path, monkeypatch)
     want = whole_read(path)
     assert len(got) == len(want) == 59
