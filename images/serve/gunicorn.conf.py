@@ -1,11 +1,13 @@
 """gunicorn settings for the serve image; every value can be changed through the environment."""
 
-import multiprocessing
 import os
 import shutil
 
+from mljobs.cpus import usable_cpus
+
 bind = f"0.0.0.0:{os.environ.get('MLJOBS_PORT', '8080')}"
-workers = int(os.environ.get("MLJOBS_WORKERS", min(4, multiprocessing.cpu_count())))
+# Up to 4 workers, no more than the CPUs a limit (--cpus, the stack's) lets the replica use.
+workers = int(os.environ.get("MLJOBS_WORKERS", min(4, usable_cpus())))
 threads = int(os.environ.get("MLJOBS_THREADS", "1"))
 timeout = int(os.environ.get("MLJOBS_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("MLJOBS_GRACEFUL_TIMEOUT", "10"))

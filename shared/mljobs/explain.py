@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .cpus import usable_cpus
 from .errors import UsageError
 
 
@@ -49,7 +50,7 @@ def contributions(estimator: Any, matrix: np.ndarray, threads: int = 0, label: s
     width = booster.num_feature() + 1
     if len(matrix) == 0:
         return np.empty((0, outputs, width))
-    values = np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=threads), dtype=np.float64)
+    values = np.asarray(booster.predict(matrix, pred_contrib=True, num_threads=threads or usable_cpus()), dtype=np.float64)
     # LightGBM lays the classes side by side: (rows, outputs * (features + 1)).
     return values.reshape(len(matrix), outputs, width)
 
@@ -61,7 +62,7 @@ def raw_margin(estimator: Any, matrix: np.ndarray, threads: int = 0, label: str 
     outputs = outputs_of(estimator.n_classes)
     if len(matrix) == 0:
         return np.empty((0, outputs))
-    raw = np.asarray(estimator.text_booster().predict(matrix, raw_score=True, num_threads=threads), dtype=np.float64)
+    raw = np.asarray(estimator.text_booster().predict(matrix, raw_score=True, num_threads=threads or usable_cpus()), dtype=np.float64)
     return raw.reshape(len(matrix), outputs)
 
 

@@ -185,3 +185,17 @@ def test_the_load_balancer_becomes_healthy(built_images):
     finally:
         docker("rm", "-f", name)
         docker("network", "rm", network)
+
+
+def test_a_cpu_limit_sizes_the_threads_and_the_workers(built_images):
+    """Under `--cpus 1`, the jobs' thread pools and gunicorn's workers are sized to the one CPU the
+    container may use, not to the CPUs it may run on."""
+    cpus = "import os; from mljobs.cpus import usable_cpus; print(usable_cpus(), len(os.sched_getaffinity(0)))"
+    workers = "import runpy; print(runpy.run_path('/etc/mljobs/gunicorn.conf.py')['workers'])"
+    limited = docker("run", "--rm", "--cpus", "1", "--entrypoint", "python", image("predict"), "-c", cpus)
+    assert limited.returncode == 0 and limited.stdout.split()[0] == "1", (limited.stdout, limited.stderr[-2000:])
+    served = docker("run", "--rm", "--cpus", "1", "--entrypoint", "python", image("serve"), "-c", workers)
+    assert served.returncode == 0 and served.stdout.split()[-1] == "1", (served.stdout, served.stderr[-2000:])
+    free = docker("run", "--rm", "--entrypoint", "python", image("predict"), "-c", cpus)
+    usable, affinity = free.stdout.split()
+    assert usable == affinity, free.stdout  # no limit: every CPU it may run on

@@ -7,11 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from ..cpus import usable_cpus
 from ..errors import ModelError, UsageError
 from ..schema import CATEGORICAL, CLASSIFICATION, FeatureSchema
 from ..manifest import VerifiedVersion
 
 LIGHTGBM_FILE = "model.lgb.txt"
+# LightGBM's names for its thread count: a user's choice among them wins over ours.
+THREAD_ALIASES = {"num_threads", "num_thread", "nthread", "nthreads", "n_jobs"}
 DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
     "learning_rate": 0.05,
     "num_leaves": 31,
@@ -35,7 +38,7 @@ class LightGBMEstimator:
         self.n_classes = n_classes
 
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
-        return class_columns(self.booster.predict(matrix, num_threads=threads), self.n_classes)
+        return class_columns(self.booster.predict(matrix, num_threads=threads or usable_cpus()), self.n_classes)
 
     def text_booster(self) -> Any:
         """The booster itself: it computes contributions (pred_contrib) and raw scores."""
@@ -87,8 +90,10 @@ def fit_lightgbm(
     dataset = lightgbm.Dataset(
         matrix, label=labels, feature_name=schema.names, categorical_feature=categorical, free_raw_data=True
     )
+    # OpenMP's default is every CPU of the host, a CPU limit on the container notwithstanding.
+    threads = {} if THREAD_ALIASES & merged.keys() else {"num_threads": usable_cpus()}
     try:
-        booster = lightgbm.train(merged, dataset, num_boost_round=rounds)
+        booster = lightgbm.train({**merged, **threads}, dataset, num_boost_round=rounds)
     except lightgbm.basic.LightGBMError as exc:
         raise UsageError(f"LightGBM refused the parameters: {exc}") from exc
     return LightGBMEstimator(booster, len(schema.classes)), {**merged, "num_boost_round": rounds}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import tempfile
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cpus import usable_cpus
 from ..errors import ModelError
 from ..manifest import VerifiedVersion
 from .lightgbm_model import LIGHTGBM_FILE, class_columns
@@ -50,10 +50,6 @@ def compile_native(folder: Path) -> list[str]:
     return [NATIVE_FILE, NATIVE_INFO]
 
 
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 class NativeLightGBMEstimator:
     kind = "lightgbm"
     libraries: tuple[str, ...] = ("lightgbm",)
@@ -76,7 +72,7 @@ class NativeLightGBMEstimator:
             return self._booster
 
     def predict_raw(self, matrix: np.ndarray, threads: int = 0) -> np.ndarray:
-        jobs = 1 if len(matrix) < PARALLEL_FROM_ROWS else (threads or available_cpus())
+        jobs = 1 if len(matrix) < PARALLEL_FROM_ROWS else (threads or usable_cpus())
         return class_columns(self.model.predict(np.ascontiguousarray(matrix, dtype=np.float64), n_jobs=jobs), self.n_classes)
 
     def save(self, folder: Path) -> list[str]:

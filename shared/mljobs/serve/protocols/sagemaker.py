@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+from ...cpus import usable_cpus
 from ...schema import FeatureSchema
 from ..errors import bad_request
 from ..http import HttpRequest, Reply
@@ -89,7 +90,7 @@ def invocations(service: ScoringService, request: HttpRequest) -> Reply:
 
 def execution_parameters(service: ScoringService, request: HttpRequest) -> Reply:
     """What batch transform asks before it sends data (spelled as SageMaker's API spells it)."""
-    workers = int(os.environ.get("MLJOBS_WORKERS") or min(4, os.cpu_count() or 1))
+    workers = int(os.environ.get("MLJOBS_WORKERS") or min(4, usable_cpus()))
     threads = int(os.environ.get("MLJOBS_THREADS") or 1)
     payload = os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "")
     return Reply({
