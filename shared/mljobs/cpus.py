@@ -15,9 +15,14 @@ CGROUP = Path("/sys/fs/cgroup")
 
 @functools.cache  # asked per batch and per request; a process keeps its limit
 def usable_cpus(cgroup: Path = CGROUP) -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = affinity_cpus()
     quota = cpu_quota(cgroup)
     return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def affinity_cpus() -> int:
+    """The CPUs the process may run on (what OpenMP and os.cpu_count-minded code see)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cpu_quota(cgroup: Path = CGROUP) -> float | None:

@@ -83,12 +83,12 @@ def text_rows(text: str) -> Iterator[list[str]]:
 
 # --- Spark -------------------------------------------------------------------------------------------
 
-def spark_read_csv(spark: Any, path: str, multiline: bool = False) -> Any:
+def spark_read_csv(spark: Any, path: str, multiline: bool = True) -> Any:
     """A Spark DataFrame of a CSV file in the dialect: every column read as text (Spark's reader
     knows one null spelling only), then each of NULL_STRINGS made a null; the model function
-    featurizes the text as the batch job does. A large file is split among tasks, which cannot
-    find where a value spanning lines ends: such a file fails to read (FAILFAST, naming the
-    record) unless `multiline=True`, which reads each file in one task."""
+    featurizes the text as the batch job does. Spark reads each file in one task, as it must to
+    find where a value spanning lines ends; `multiline=False` splits a large file among tasks,
+    for a file known to have no such value (one that has may then be misread, not refused)."""
     from pyspark.sql import functions as F
 
     frame = (spark.read.option("header", True).option("multiLine", multiline).option("sep", DELIMITER).option("quote", QUOTE)

@@ -6,6 +6,7 @@ import fnmatch
 import glob
 import hashlib
 import os
+import re
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,9 +77,8 @@ CSV_MAX_BLOCK = 8 << 20
 # for pyarrow's own threads on 8 MB blocks, whose hand-offs cost ~40% more CPU.
 CSV_PARSE_BYTES = 4 << 20
 CSV_PARSE_THREADS = min(4, usable_cpus())
-# Each restart of the streaming reader reads the file again up to where it was: bounded.
-STREAM_RESTARTS = 4
-MAX_STREAM_BLOCK = 1 << 30
+# The streaming reader's blocks: a row must fit in one (pyarrow's rule), so larger than a piece.
+STREAM_BLOCK, MAX_STREAM_BLOCK = 16 << 20, 1 << 30
 
 
 def fingerprint(files: Sequence[DataFile], known: Mapping[DataFile, str] | None = None) -> str:
@@ -217,16 +217,20 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
     its own). Columns named in neither keep the type the first piece gave them (text if it had no
     values), so the batches of a file have one schema per path taken. A piece that does not end
     where a row does, as pyarrow reads it (see _csv_pieces), or that neither parse takes, hands
-    the rest of the file to pyarrow's own reader (_streamed_csv). With `hashes`, the file's
-    BLAKE3 goes there once the pieces reach its end (from the bytes read, not read again)."""
+    the rest of the file, from that piece's first byte, to pyarrow's own reader (_streamed_csv).
+    With `hashes`, the file's BLAKE3 goes there once the pieces reach its end (from the bytes
+    read, not read again)."""
     digest = blake3.blake3() if hashes is not None else None
     pieces = _csv_pieces(path, min(block, CSV_PARSE_BYTES), digest)
     first = next(pieces, None)
     if first is None:
         return
+    header = first[:first.index(b"\n") + 1]
+    framing = len(header) + len(_empty_row(header))  # each piece's bytes that are not the file's
     first_result = _parse_piece(first, {}, text_types, fast_types)
     if first_result is None:
-        yield from _streamed_csv(path, block, text_types, fast_types, None, 0)
+        pieces.close()
+        yield from _streamed_csv(path, header, len(header), block, text_types, None)
         return
     first_table, typed = first_result
     pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
@@ -234,14 +238,12 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
     first_table = first_table.cast(pa.schema([pa.field(f.name, pinned.get(f.name, f.type)) for f in first_table.schema]))
 
     gathered: list[pa.Table] = []
-    gathered_bytes = done = 0
+    gathered_bytes = 0
 
     def flush() -> Iterator[pa.RecordBatch]:
-        nonlocal gathered_bytes, done
+        nonlocal gathered_bytes
         if gathered:
-            table = pa.concat_tables(gathered).combine_chunks()
-            done += table.num_rows
-            yield from table.to_batches()
+            yield from pa.concat_tables(gathered).combine_chunks().to_batches()
         gathered.clear()
         gathered_bytes = 0
 
@@ -262,19 +264,20 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
         finally:
             pool.shutdown(cancel_futures=True)
 
-    results = parsed()
+    results, offset = parsed(), len(header)  # offset: where in the file the next piece's rows start
     for result, size in results:
         if result is None:
             results.close()
+            pieces.close()
             yield from flush()
-            yield from _streamed_csv(path, block, text_types, fast_types, pinned, done)
+            yield from _streamed_csv(path, header, offset, block, text_types, pinned)
             return
+        offset += size - framing
         table, typed_piece = result
         if table.num_rows == 0:
             continue
         if not typed_piece:
             yield from flush()
-            done += table.num_rows
             yield from table.combine_chunks().to_batches()
             continue
         gathered.append(table)
@@ -305,42 +308,74 @@ def _parse_piece(data: bytes, pinned: dict[str, pa.DataType], text_types: dict[s
     return None
 
 
-def _streamed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType], fast_types: dict[str, pa.DataType],
-                  pinned: dict[str, pa.DataType] | None, skip: int) -> Iterator[pa.RecordBatch]:
-    """A CSV file's batches from row `skip` on, by pyarrow's streaming reader, which finds where
-    rows end itself (slower: one thread). Blocks are parsed with `fast_types`; from a block where
-    that fails, the reader starts again after the rows read so far, with `text_types` for one
-    block and then with `fast_types` again (up to STREAM_RESTARTS times; then text to the end).
-    A row longer than a block (a long value spanning lines) doubles the block, up to 1 GB."""
-    typed, restarts, block = True, 0, max(block, CSV_PARSE_BYTES)
+def _streamed_csv(path: DataFile, header: bytes, offset: int, block: int, text_types: dict[str, pa.DataType],
+                  pinned: dict[str, pa.DataType] | None) -> Iterator[pa.RecordBatch]:
+    """The rows of a CSV file from byte `offset` (where a row starts) on, read with `text_types`
+    by pyarrow's streaming reader, which finds where rows end itself (one thread: slower, for the
+    files the pieces could not cut). Columns not in `text_types` take `pinned`, or else the types
+    of the first block (text for a column it leaves blank)."""
+    block = max(block, STREAM_BLOCK)
+    yielded = False
     while True:
-        types = {**(pinned or {}), **(fast_types if typed else text_types)}
-        options = csvdialect.arrow_options(types, block, threads=False)
-        options["read_options"].skip_rows_after_names = skip
-        try:
-            for batch in pacsv.open_csv(open_stream(path), **options):
-                if pinned is None:  # the first block's types, blank columns as text, for every block after
-                    pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
-                              for f in batch.schema if f.name not in fast_types}
-                    if any(pa.types.is_null(f.type) for f in batch.schema if f.name not in fast_types):
-                        break
-                skip += batch.num_rows
-                yield batch
-                if not typed and restarts < STREAM_RESTARTS:
-                    typed, restarts = True, restarts + 1
-                    break
-            else:
-                return
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            if "straddles" in str(exc) and block < MAX_STREAM_BLOCK:
-                block *= 2
-                continue
-            if not typed:
-                raise
-            typed = False
+        with _open_from(path, header, offset) as stream:
+            options = csvdialect.arrow_options({**(pinned or {}), **text_types}, block, threads=False)
+            try:  # (open_csv reads the first block)
+                for batch in pacsv.open_csv(stream, **options):
+                    if pinned is None:  # the first block's types, blank columns as text, for every block after
+                        pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
+                                  for f in batch.schema if f.name not in text_types}
+                        if any(pa.types.is_null(f.type) for f in batch.schema if f.name not in text_types):
+                            break  # read again from the same byte with those types
+                    yielded = True
+                    yield batch
+                else:
+                    return
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                message = _arrow_message(exc)
+                if "straddles" in message and not yielded and block < MAX_STREAM_BLOCK:
+                    block *= 2  # a row longer than a block, before any row was handed on: a larger block
+                    continue
+                if "straddles" in message:
+                    message = f"a row (a value spanning lines) is longer than {block >> 20} MB"
+                # pyarrow numbers rows from where this stream began, not from the file's start.
+                raise BadInputError(f"cannot read {path.name}: {re.sub(r'Row #[0-9]+: ', '', message)}") from exc
 
 
-def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes]:
+class _HeaderThen:
+    """A readable stream: the header line, then the file from a byte on."""
+
+    closed = False
+
+    def __init__(self, header: bytes, rest: Any):
+        self.header, self.rest = header, rest
+
+    def read(self, size: int | None = -1) -> bytes:
+        if not self.header:
+            return bytes(self.rest.read() if size is None or size < 0 else self.rest.read(size))
+        if size is None or size < 0:
+            out, self.header = self.header + bytes(self.rest.read()), b""
+        else:
+            out, self.header = self.header[:size], self.header[size:]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def __enter__(self) -> "_HeaderThen":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed = True
+        self.rest.close()
+
+
+def _open_from(path: DataFile, header: bytes, offset: int) -> _HeaderThen:
+    f = filesystem().open_input_file(path.path) if isinstance(path, S3Path) else open(path, "rb")
+    f.seek(offset)
+    return _HeaderThen(header, f)
+
+
+def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Generator[bytes, None, None]:
     """The file in pieces of about `size` bytes, each its header line, whole rows (cut at a line
     end outside quotes, counted as the dialect has them; the last piece ends where the file does)
     and a closing row of empty cells: parsed on its own, that row comes back as a row of its own
@@ -380,7 +415,10 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Iterator[bytes
 def _empty_row(header: bytes) -> bytes:
     """A row of empty cells as wide as the header line (one column: an empty quoted cell, since
     an empty line is no row)."""
-    width = len(next(csvdialect.text_rows(header.decode("utf-8", errors="replace")), [])) or 1
+    try:  # pyarrow's own count (it takes a header Python's csv module would refuse, such as a,"b"c)
+        width = pacsv.read_csv(pa.py_buffer(header), **csvdialect.arrow_options(threads=False)).num_columns
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        width = header.count(b",") + 1  # the pieces' parse then says what is wrong with it
     return b"," * (width - 1) + b"\n" if width > 1 else b'""\n'
 
 

@@ -257,11 +257,24 @@ def test_a_misleading_cut_is_caught_and_the_rows_are_the_whole_files(tmp_path, m
     assert [(r["id"], r["note"]) for r in got] == [(r["id"], r["note"]) for r in want]
 
 
-def test_a_ragged_row_deep_in_the_file_is_named_by_its_line(tmp_path, monkeypatch):
+def test_a_ragged_row_deep_in_the_file_is_named_by_its_text_not_a_wrong_number(tmp_path, monkeypatch):
+    """The pieces hand a row they cannot parse to pyarrow's streaming reader, which numbers rows
+    from where it began: the error shows the row as written, and no number."""
     path = tmp_path / "ragged.csv"
     path.write_bytes(b"id,size,note\n" + b"".join(b"r%d,6,x\n" % i for i in range(500)) + b"r500,6,x,extra\n" + b"r501,6,x\n")
-    with pytest.raises(tableio.BadInputError, match=r"cannot read ragged.csv: .*Row #502: Expected 3 columns, got 4"):
+    with pytest.raises(tableio.BadInputError, match=r"cannot read ragged.csv: CSV parse error: Expected 3 columns, got 4: r500,6,x,extra$"):
         read_in_small_pieces(path, monkeypatch)
+
+
+def test_blank_lines_before_a_misleading_cut_lose_and_repeat_no_row(tmp_path, monkeypatch):
+    """The rest of the file is read from the byte where the unchecked piece began, so blank lines
+    before it (which pyarrow counts when it skips rows) shift nothing."""
+    path = tmp_path / "blank.csv"
+    rows = [b"id,size,note\n"] + [b"r%d,6,x\n\n" % i for i in range(30)] + [b'r30,5",x\n'] + [b'r%d,6,"a,b\nc,d,e"\n' % i for i in range(31, 60)]
+    path.write_bytes(b"".join(rows))
+    got = read_in_small_pieces(path, monkeypatch)
+    assert [r["id"] for r in got] == [f"r{i}" for i in range(60)]
+    assert [(r["id"], r["note"]) for r in got] == [(r["id"], r["note"]) for r in whole_read(path)]
 
 
 def test_a_run_recorded_before_blake3_is_scored_again_saying_why(demo_store, tmp_path, caplog):

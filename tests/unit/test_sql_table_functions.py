@@ -192,6 +192,11 @@ def test_spark_table_functions_equal_duckdb_and_the_batch_job(spark, store, tmp_
     bad.createOrReplaceTempView("bad")
     with pytest.raises(Exception, match=r"column 'tenure_months': expected a number, got 'x' \(rows counted from 0 within Spark partition 0\)"):
         ml_sql(spark, "SELECT * FROM ml_predict('churn', TABLE bad)", models).collect()
+    held = spark.read.parquet(str(store / "churn-held-out.parquet")).repartition(1)
+    held.withColumn("churned", F.when(F.monotonically_increasing_id() == 3, F.lit(None)).otherwise(F.col("churned"))
+                    ).createOrReplaceTempView("unlabelled")
+    with pytest.raises(Exception, match=r"row 3, column 'churned': the label is missing \(rows counted from 0 within Spark partition 0\)"):
+        ml_sql(spark, "SELECT * FROM ml_evaluate('churn', TABLE unlabelled)", models).collect()
     # A bare model name scores with the version a caller chooses, as the SQL job's --model does.
     with pytest.raises(ModelError, match=r"ml_predict\('churn'\): model 'churn' has no version 9"):
         ml_sql(spark, "SELECT count(*) FROM ml_predict('churn', TABLE new)", models, models=["churn:9"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cpus import usable_cpus
+from ..cpus import affinity_cpus, usable_cpus
 from ..errors import ModelError, UsageError
 from ..schema import CATEGORICAL, CLASSIFICATION, FeatureSchema
 from ..manifest import VerifiedVersion
@@ -90,8 +90,10 @@ def fit_lightgbm(
     dataset = lightgbm.Dataset(
         matrix, label=labels, feature_name=schema.names, categorical_feature=categorical, free_raw_data=True
     )
-    # OpenMP's default is every CPU of the host, a CPU limit on the container notwithstanding.
-    threads = {} if THREAD_ALIASES & merged.keys() else {"num_threads": usable_cpus()}
+    # OpenMP's default is every CPU the process may run on, a CPU limit notwithstanding; named
+    # only under a limit, so the model file is the same as ever elsewhere.
+    limited = usable_cpus() < affinity_cpus() and not THREAD_ALIASES & merged.keys()
+    threads = {"num_threads": usable_cpus()} if limited else {}
     try:
         booster = lightgbm.train({**merged, **threads}, dataset, num_boost_round=rounds)
     except lightgbm.basic.LightGBMError as exc:

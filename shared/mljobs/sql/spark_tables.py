@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from ..errors import InvalidRecordsError, ModelError, UsageError
+from ..errors import BadInputError, InvalidRecordsError, ModelError, UsageError
 from ..predictor import Predictor
 from ..store import ModelRef
 from . import chosen_ref, model_choices
@@ -26,11 +26,11 @@ from .table_functions import Scoring, all_batches, check_input, evaluate, featur
 _VIEW_NUMBERS = itertools.count(1)
 
 
-def ml_sql(spark: Any, query: str, models_dir: str | Path, models: Iterable[str] = ()) -> Any:
+def ml_sql(spark: Any, query: str, models_dir: str | Path, models: str | Iterable[str] = ()) -> Any:
     """spark.sql(query) with ml_predict, ml_explain_predict, ml_evaluate and ml_feature_importance;
     `models` ("NAME@ALIAS" or "NAME:VERSION") choose what a call naming the bare model scores
     with, as the SQL job's --model does."""
-    return _ml_sql(spark, query, models_dir, model_choices(models))
+    return _ml_sql(spark, query, models_dir, model_choices([models] if isinstance(models, str) else models))
 
 
 def _ml_sql(spark: Any, query: str, models_dir: str | Path, chosen: dict[str, ModelRef]) -> Any:
@@ -73,13 +73,13 @@ def relation(spark: Any, call: TableCall, models_dir: str | Path, chosen: dict[s
         scoring = Scoring(call, _predictor(shipped, name, version), first.schema, threads=1)
         try:
             yield from scoring.stream(itertools.chain([first], rows))
-        except InvalidRecordsError as exc:
+        except BadInputError as exc:
             raise in_partition(exc) from None
 
     return rows.mapInArrow(score, from_arrow_schema(output))
 
 
-def in_partition(error: InvalidRecordsError) -> InvalidRecordsError:
+def in_partition(error: BadInputError) -> BadInputError:
     """The error with its row numbers said to be what they are: counted from 0 within the task's
     Spark partition (a task does not know where its partition starts)."""
     from pyspark import TaskContext
@@ -105,11 +105,14 @@ def evaluated(spark: Any, call: TableCall, rows: Any, shipped: str, local: Predi
         predictor = _predictor(shipped, name, version)
         first_row = 0
         for batch in all_batches(batches):
-            features = predictor.featurizer.transform_table(batch, first_row)
+            try:
+                features = predictor.featurizer.transform_table(batch, first_row)
+                if features.errors:
+                    raise InvalidRecordsError(features.errors)
+                truth = encode_labels(call, predictor, batch.column(predictor.schema.target), first_row)
+            except BadInputError as exc:
+                raise in_partition(exc) from None
             first_row += batch.num_rows
-            if features.errors:
-                raise in_partition(InvalidRecordsError(features.errors))
-            truth = encode_labels(call, predictor, batch.column(predictor.schema.target), 0)
             raw = predictor.predict_raw(features.matrix, 1).reshape(batch.num_rows, width)
             yield pa.RecordBatch.from_arrays([pa.array(truth)] + [pa.array(raw[:, i]) for i in range(width)], schema=pairs)
 
