@@ -233,8 +233,7 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
         yield from _streamed_csv(path, header, len(header), block, text_types, None)
         return
     first_table, typed = first_result
-    pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
-              for f in first_table.schema if f.name not in fast_types}
+    pinned = _pinned_types(first_table.schema, fast_types)
     first_table = first_table.cast(pa.schema([pa.field(f.name, pinned.get(f.name, f.type)) for f in first_table.schema]))
 
     gathered: list[pa.Table] = []
@@ -289,6 +288,12 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
         hashes[path] = digest.hexdigest()
 
 
+def _pinned_types(schema: pa.Schema, named: dict[str, pa.DataType]) -> dict[str, pa.DataType]:
+    """The types of the columns not `named`, as a first block gave them, a blank one's as text
+    (a later block's values would not fit "null"): every later block of the file takes them."""
+    return {f.name: pa.string() if pa.types.is_null(f.type) else f.type for f in schema if f.name not in named}
+
+
 def _parse_piece(data: bytes, pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
                  fast_types: dict[str, pa.DataType]) -> tuple[pa.Table, bool] | None:
     """A piece (see _csv_pieces) parsed on this thread with `fast_types`, or else `text_types`,
@@ -321,11 +326,10 @@ def _streamed_csv(path: DataFile, header: bytes, offset: int, block: int, text_t
             options = csvdialect.arrow_options({**(pinned or {}), **text_types}, block, threads=False)
             try:  # (open_csv reads the first block)
                 for batch in pacsv.open_csv(stream, **options):
-                    if pinned is None:  # the first block's types, blank columns as text, for every block after
-                        pinned = {f.name: pa.string() if pa.types.is_null(f.type) else f.type
-                                  for f in batch.schema if f.name not in text_types}
-                        if any(pa.types.is_null(f.type) for f in batch.schema if f.name not in text_types):
-                            break  # read again from the same byte with those types
+                    if pinned is None:  # the first block's types, for every block after
+                        pinned = _pinned_types(batch.schema, text_types)
+                        if any(pa.types.is_null(batch.schema.field(name).type) for name in pinned):
+                            break  # a blank column: read again from the same byte with it as text
                     yielded = True
                     yield batch
                 else:

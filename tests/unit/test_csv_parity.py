@@ -5,8 +5,6 @@ same bad cell (row and field). The containers' side is tests/integration/test_cs
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -80,20 +78,6 @@ def test_http_csv_bodies_read_the_file_as_the_batch_job_does(demo_store, files, 
         assert fields[0]["reason"] == "expected a number, got 'forty'"
     finally:
         app.extensions["mljobs.holder"].stop()
-
-
-@pytest.fixture(scope="module")
-def spark():
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[2]").appName("mljobs-parity")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def test_spark_reads_the_file_as_the_batch_job_does(spark, demo_store, files, batch):

@@ -4,7 +4,6 @@ predictions; joins work in both engines; bad SQL, unknown models and wrong colum
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -81,24 +80,6 @@ def test_duckdb_errors_name_the_problem(demo_store, files, tmp_path, capsys, que
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in last and "Traceback" not in last
     assert not list(tmp_path.glob("job=sql/date=*/run=*"))
-
-
-@pytest.fixture(scope="module")
-def spark():
-    import os
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode stays on the loopback
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this environment's packages
-    import pyspark
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[2]").appName("mljobs-tests")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-    assert pyspark
 
 
 def test_spark_sql_equals_the_batch_job_and_joins(spark, demo_store, files, batch):

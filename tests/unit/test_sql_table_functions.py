@@ -5,7 +5,6 @@ stored held-out metrics, ml_feature_importance lists the features; bad calls are
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -148,19 +147,6 @@ def test_bad_calls_are_one_line_naming_the_problem(store, tmp_path, capsys, quer
     assert run_sql(store, tmp_path, query.format(new=f"{store}/churn-new.parquet")) == code
     err = capsys.readouterr().err
     assert message in err.strip().splitlines()[-1] and "Traceback" not in err
-
-
-@pytest.fixture(scope="module")
-def spark():
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[2]").appName("mljobs-table-functions")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def test_spark_table_functions_equal_duckdb_and_the_batch_job(spark, store, tmp_path):
