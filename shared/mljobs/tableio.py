@@ -374,9 +374,17 @@ class _HeaderThen:
 
 
 def _open_from(path: DataFile, header: bytes, offset: int) -> _HeaderThen:
-    f = filesystem().open_input_file(path.path) if isinstance(path, S3Path) else open(path, "rb")
+    f = _open_bytes(path, seekable=True)
     f.seek(offset)
     return _HeaderThen(header, f)
+
+
+def _open_bytes(path: DataFile, seekable: bool = False) -> Any:
+    """The file's bytes to read ourselves: a local file, or an object's stream (`seekable`: a
+    random-access reader, for an object)."""
+    if isinstance(path, S3Path):
+        return filesystem().open_input_file(path.path) if seekable else filesystem().open_input_stream(path.path)
+    return open(path, "rb")
 
 
 def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Generator[bytes, None, None]:
@@ -385,7 +393,7 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Generator[byte
     and a closing row of empty cells: parsed on its own, that row comes back as a row of its own
     only if the piece really ended outside quotes (a stray " inside an unquoted value miscounts
     them). `digest`, if given, is updated with every byte read."""
-    with filesystem().open_input_stream(path.path) if isinstance(path, S3Path) else open(path, "rb") as f:
+    with _open_bytes(path) as f:
         header, rest, closing, yielded = b"", b"", b"", False
         while data := bytes(f.read(size)):
             if digest is not None:
@@ -446,7 +454,7 @@ def _last_row_end(rest: bytes, data: bytes) -> int:
 def _csv_block_size(path: DataFile, chunk_rows: int) -> int:
     """CSV batches are cut by bytes: size them from the file's own row length (measured on its
     first megabyte) to hold about chunk_rows rows, but no more than CSV_MAX_BLOCK bytes."""
-    with filesystem().open_input_stream(path.path) if isinstance(path, S3Path) else open(path, "rb") as f:
+    with _open_bytes(path) as f:
         sample = bytes(f.read(1 << 20))
     row_bytes = len(sample) / max(1, sample.count(b"\n"))
     return int(min(max(chunk_rows * row_bytes, 1 << 16), CSV_MAX_BLOCK))
