@@ -104,7 +104,8 @@ class Featurizer:
 
     def transform_table(self, table: pa.Table | pa.RecordBatch, first_row: int = 0) -> Features:
         """Featurize a table; bad values are reported per row (numbered from `first_row`)."""
-        missing = [f.name for f in self.schema.features if f.name not in table.column_names]
+        present = set(table.column_names)  # (a list built anew on every access)
+        missing = [f.name for f in self.schema.features if f.name not in present]
         if missing:
             raise InvalidRecordsError([FieldError(name, "column missing from the input") for name in missing])
         matrix = np.empty((table.num_rows, len(self.schema.features)), dtype=np.float64)

@@ -77,6 +77,8 @@ CSV_MAX_BLOCK = 8 << 20
 # for pyarrow's own threads on 8 MB blocks, whose hand-offs cost ~40% more CPU.
 CSV_PARSE_BYTES = 4 << 20
 CSV_PARSE_THREADS = min(4, usable_cpus())
+# Room a piece's buffer has for the row begun in the read before, so the buffer can be reused.
+PIECE_SLACK = 64 << 10
 # The streaming reader's blocks: a row must fit in one (pyarrow's rule), so larger than a piece.
 STREAM_BLOCK, MAX_STREAM_BLOCK = 16 << 20, 1 << 30
 
@@ -221,11 +223,12 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
     With `hashes`, the file's BLAKE3 goes there once the pieces reach its end (from the bytes
     read, not read again)."""
     digest = blake3.blake3() if hashes is not None else None
-    pieces = _csv_pieces(path, min(block, CSV_PARSE_BYTES), digest)
-    first = next(pieces, None)
-    if first is None:
+    spare: list[bytearray] = []  # the buffers of pieces parsed, for the pieces to come
+    pieces = _csv_pieces(path, min(block, CSV_PARSE_BYTES), digest, spare)
+    header = next(pieces, None)
+    if header is None:
         return
-    header = first[:first.index(b"\n") + 1]
+    first = next(pieces)
     framing = len(header) + len(_empty_row(header))  # each piece's bytes that are not the file's
     first_result = _parse_piece(first, {}, text_types, fast_types)
     if first_result is None:
@@ -251,15 +254,21 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
         # The pieces after the first are parsed CSV_PARSE_THREADS at a time, handed on in order.
         pool = ThreadPoolExecutor(CSV_PARSE_THREADS, thread_name_prefix="mljobs-csv")
         try:
-            ahead: deque[tuple[Future[tuple[pa.Table, bool] | None], int]] = deque()
+            ahead: deque[tuple[Future[tuple[pa.Table, bool] | None], bytes | memoryview]] = deque()
+
+            def oldest() -> tuple[tuple[pa.Table, bool] | None, int]:
+                future, piece = ahead.popleft()
+                result = future.result()
+                if isinstance(piece, memoryview) and isinstance(piece.obj, bytearray):
+                    spare.append(piece.obj)  # parsed (pyarrow's tables hold copies, not the piece)
+                return result, len(piece)
+
             for piece in pieces:
-                ahead.append((pool.submit(_parse_piece, piece, pinned, text_types, fast_types), len(piece)))
+                ahead.append((pool.submit(_parse_piece, piece, pinned, text_types, fast_types), piece))
                 if len(ahead) > 2 * CSV_PARSE_THREADS:
-                    future, size = ahead.popleft()
-                    yield future.result(), size
+                    yield oldest()
             while ahead:
-                future, size = ahead.popleft()
-                yield future.result(), size
+                yield oldest()
         finally:
             pool.shutdown(cancel_futures=True)
 
@@ -387,41 +396,71 @@ def _open_bytes(path: DataFile, seekable: bool = False) -> Any:
     return open(path, "rb")
 
 
-def _csv_pieces(path: DataFile, size: int, digest: Any = None) -> Generator[bytes, None, None]:
-    """The file in pieces of about `size` bytes, each its header line, whole rows (cut at a line
-    end outside quotes, counted as the dialect has them; the last piece ends where the file does)
-    and a closing row of empty cells: parsed on its own, that row comes back as a row of its own
-    only if the piece really ended outside quotes (a stray " inside an unquoted value miscounts
-    them). `digest`, if given, is updated with every byte read."""
+def _csv_pieces(path: DataFile, size: int, digest: Any = None,
+                spare: list[bytearray] | None = None) -> Generator[bytes | memoryview, None, None]:
+    """First the file's header line, then the file in pieces of about `size` bytes, each its
+    header line, whole rows (cut at a line end outside quotes, counted as the dialect has them;
+    the last piece ends where the file does) and a closing row of empty cells: parsed on its own,
+    that row comes back as a row of its own only if the piece really ended outside quotes (a stray
+    " inside an unquoted value miscounts them). Nothing for an empty file. `digest`, if given, is
+    updated with every byte read. A piece is read into a buffer from `spare` when it has one (the
+    caller puts there the buffers of pieces it is done with), else into a new one."""
     with _open_bytes(path) as f:
-        header, rest, closing, yielded = b"", b"", b"", False
-        while data := bytes(f.read(size)):
-            if digest is not None:
-                digest.update(data)
-            if not header:
-                data, rest = rest + data, b""
-                end = data.find(b"\n")
-                if end < 0:  # the header line goes on in the next read
-                    rest = data
-                    continue
-                header, data = data[:end + 1], data[end + 1:]
-                closing = _empty_row(header)
-            cut = _last_row_end(rest, data)
+        header, pending = _header_line(f, size, digest)
+        if header is None:
+            return
+        yield header
+        closing = _empty_row(header)
+        rest, yielded = b"", False
+        while True:
+            # Read into a buffer behind the header and the row begun in the read before: the bytes
+            # are copied once, and a reused buffer is neither zeroed nor faulted in again (a join
+            # after each read, then a new zeroed buffer, held the GIL for ~15% of a CSV job).
+            lead = len(header) + len(rest)
+            needed = lead + max(size, len(pending)) + len(closing)
+            buffer = spare.pop() if spare else bytearray(needed + PIECE_SLACK)
+            if len(buffer) < needed:
+                buffer = bytearray(needed + PIECE_SLACK)
+            view = memoryview(buffer)
+            view[:lead] = header + rest
+            if pending:  # what the header's read brought after it
+                got = len(pending)
+                view[lead:lead + got], pending = pending, b""
+            else:
+                got = f.readinto(view[lead:lead + size])
+                if not got:
+                    break
+                if digest is not None:
+                    digest.update(view[lead:lead + got])
+            end = lead + got
+            cut = _last_row_end(buffer, len(header), lead, end)
             if cut == 0 and len(rest) > 4 * size:
                 # Every line end for 4 pieces looks quoted: most likely a stray " (12" for inches),
                 # so cut at a line end rather than hold the file; the closing row checks the guess.
-                cut = data.rfind(b"\n") + 1
+                cut = buffer.rfind(b"\n", lead, end) + 1
             if cut == 0:  # no row ends in this read: a long row, read on
-                rest += data
+                rest = bytes(view[len(header):end])
                 continue
-            # One copy: the header, the row begun in the read before, this read's whole rows.
-            yield b"".join((header, rest, memoryview(data)[:cut], closing))
-            yielded, rest = True, data[cut:]
-        if not header and rest:  # a header line with no line end
-            header, rest = rest + b"\n", b""
-            closing = _empty_row(header)
-        if rest or (header and not yielded):
+            rest = bytes(view[cut:end])
+            view[cut:cut + len(closing)] = closing
+            yield view[:cut + len(closing)]
+            yielded = True
+        if rest or not yielded:
             yield b"".join((header, rest, b"" if not rest or rest.endswith(b"\n") else b"\n", closing))
+
+
+def _header_line(f: Any, size: int, digest: Any = None) -> tuple[bytes | None, bytes]:
+    """The file's first line with its line end (one added if the file has no other) and the bytes
+    read after it; None for an empty file."""
+    head = b""
+    while data := bytes(f.read(size)):
+        if digest is not None:
+            digest.update(data)
+        head += data
+        end = head.find(b"\n")
+        if end >= 0:
+            return head[:end + 1], head[end + 1:]
+    return (head + b"\n" if head else None), b""
 
 
 def _empty_row(header: bytes) -> bytes:
@@ -434,19 +473,19 @@ def _empty_row(header: bytes) -> bytes:
     return b"," * (width - 1) + b"\n" if width > 1 else b'""\n'
 
 
-def _last_row_end(rest: bytes, data: bytes) -> int:
-    """The index in `data` just after its last line end outside quotes (0 if it has none), where
-    `rest` (begun outside quotes) comes before `data`. Doubled quotes count twice, so an even
-    count of quotes before a line end means it is outside them."""
-    cut = data.rfind(b"\n") + 1
-    if cut == 0 or (b'"' not in data and b'"' not in rest):  # a byte search: files without quotes pay no more
+def _last_row_end(buffer: bytearray, start: int, lead: int, end: int) -> int:
+    """The index in `buffer` just after its last line end outside quotes at or after `lead` and
+    before `end` (0 if it has none), counting quotes from `start` (which is outside them).
+    Doubled quotes count twice, so an even count of quotes before a line end means it is outside them."""
+    cut = buffer.rfind(b"\n", lead, end) + 1
+    if cut == 0 or buffer.find(b'"', start, end) < 0:  # a byte search: files without quotes pay no more
         return cut
-    quotes = rest.count(b'"') + data.count(b'"', 0, cut)
+    quotes = buffer.count(b'"', start, cut)
     while quotes % 2:
-        earlier = data.rfind(b"\n", 0, cut - 1) + 1
+        earlier = buffer.rfind(b"\n", lead, cut - 1) + 1
         if earlier == 0:
             return 0
-        quotes -= data.count(b'"', earlier, cut)
+        quotes -= buffer.count(b'"', earlier, cut)
         cut = earlier
     return cut
 

@@ -245,3 +245,27 @@ def test_the_holder_follows_an_alias_in_s3_and_keeps_serving_when_the_store_goes
     store.promote("demo", "1", "production")
     holder.refresh()
     assert holder.predictor.version == "1"  # a store that comes back is followed again; nothing was refused
+
+
+def test_a_csv_object_reads_as_the_same_file_on_disk_does(s3_env, tmp_path, monkeypatch):
+    """The CSV pieces read an object's stream as they read a file: the same rows, values spanning
+    lines and all, cut into many pieces."""
+    from mljobs import tableio
+    from mljobs.objectstore import S3Path
+
+    notes = ["two\nlines", "one", "one", "one", "one"]
+    lines = ["id,note,amount"] + [f'r{i},"{notes[i % 5]}",{i}.5' for i in range(3_000)]
+    data = ("\n".join(lines) + "\n").encode()
+    (tmp_path / "in.csv").write_bytes(data)
+    with s3_env.server.client().open_output_stream(s3_env.key("in/notes.csv")) as out:  # type: ignore[attr-defined]
+        out.write(data)
+    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 2_000)
+    text = {"id": pa.string(), "note": pa.string(), "amount": pa.string()}
+    typed = {**text, "amount": pa.float64()}
+
+    def rows(source: object) -> list[dict[str, object]]:
+        return [row for _, b in tableio.iter_batches([source], 100, text, typed) for row in b.to_pylist()]
+
+    on_disk = rows(tmp_path / "in.csv")
+    assert len(on_disk) == 3_000 and on_disk[5] == {"id": "r5", "note": "two\nlines", "amount": 5.5}
+    assert rows(S3Path.parse(s3_env.url("in/notes.csv"))) == on_disk
