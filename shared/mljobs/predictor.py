@@ -79,8 +79,7 @@ class Predictor:
         """Batch and SQL shape: a `prediction` column, plus `proba_<class>` columns if asked."""
         if not self.is_classifier:
             return {"prediction": pa.array(raw, pa.float64())}
-        label_type = pa.array(list(self.schema.classes)).type
-        columns = {"prediction": pa.array(self.labels(raw), label_type)}
+        columns = {"prediction": pa.array(list(self.schema.classes)).take(np.argmax(raw, axis=1))}
         if proba:
             for i, label in enumerate(self.schema.classes):
                 columns[f"proba_{label}"] = pa.array(raw[:, i], pa.float64())
