@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import hashlib
 import os
@@ -450,19 +451,22 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None,
 
 
 def _header_line(f: Any, size: int, digest: Any = None) -> tuple[bytes | None, bytes]:
-    """The file's first line with its line end (one added if the file has no other) and the bytes
-    read after it; None for an empty file."""
+    """The file's header row with its line end (one added if the file has no other) and the bytes
+    read after it; None for an empty file. A quoted name may span lines."""
     head = b""
     while data := bytes(f.read(size)):
         if digest is not None:
             digest.update(data)
         head += data
         end = head.find(b"\n")
+        while end >= 0 and head.count(b'"', 0, end) % 2:  # a line end inside a quoted name
+            end = head.find(b"\n", end + 1)
         if end >= 0:
             return head[:end + 1], head[end + 1:]
     return (head + b"\n" if head else None), b""
 
 
+@functools.lru_cache(maxsize=8)  # the pieces and the offsets of a file both ask
 def _empty_row(header: bytes) -> bytes:
     """A row of empty cells as wide as the header line (one column: an empty quoted cell, since
     an empty line is no row)."""

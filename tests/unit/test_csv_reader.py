@@ -294,3 +294,12 @@ def test_a_run_recorded_before_blake3_is_scored_again_saying_why(demo_store, tmp
     assert predict.main(flags) == 0
     assert len(list(out.glob("model=demo/date=*/run=*/_SUCCESS"))) == 2
     assert "records no input_blake3 (an earlier mljobs made it): scoring it again" in caplog.text
+
+
+def test_a_quoted_header_name_may_span_lines(tmp_path):
+    """The header row ends at the first line end outside quotes, as every other row does."""
+    path = tmp_path / "names.csv"
+    path.write_bytes(b'id,"my\nnote",amount\nr1,"a\nb",1.5\nr2,x,2\n')
+    text = {"id": pa.string(), "my\nnote": pa.string(), "amount": pa.string()}
+    rows = [row for _, b in tableio.iter_batches([path], 100, text, {**text, "amount": pa.float64()}) for row in b.to_pylist()]
+    assert rows == [{"id": "r1", "my\nnote": "a\nb", "amount": 1.5}, {"id": "r2", "my\nnote": "x", "amount": 2.0}]
