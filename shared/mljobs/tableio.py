@@ -458,12 +458,40 @@ def _header_line(f: Any, size: int, digest: Any = None) -> tuple[bytes | None, b
         if digest is not None:
             digest.update(data)
         head += data
-        end = head.find(b"\n")
-        while end >= 0 and head.count(b'"', 0, end) % 2:  # a line end inside a quoted name
-            end = head.find(b"\n", end + 1)
-        if end >= 0:
-            return head[:end + 1], head[end + 1:]
+        if end := _header_end(head):
+            return head[:end], head[end:]
     return (head + b"\n" if head else None), b""
+
+
+# A header row longer than this is taken to end at its first line end (an unclosed quote, most
+# likely; pyarrow's parse then says what is wrong), rather than read on into the rows.
+MAX_HEADER_BYTES = 1 << 20
+
+
+def _header_end(head: bytes) -> int:
+    """The index just after the header row's line end in `head`, 0 while it has none yet. As in
+    pyarrow, a quote opens a quoted name only where a name starts; elsewhere it is itself."""
+    first = head.find(b"\n") + 1
+    if first and b'"' not in head[:first] or len(head) > MAX_HEADER_BYTES:
+        return first
+    quoted, at_start = False, True
+    i = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # (a byte-order mark is not part of the name)
+    while i < len(head):
+        byte = head[i]
+        if quoted and byte == 0x22:
+            if i + 1 == len(head):
+                return 0  # a doubled quote or the name's end: the next read tells
+            if head[i + 1] == 0x22:
+                i += 1  # a doubled quote stands for one
+            else:
+                quoted = False
+        elif not quoted and byte == 0x22 and at_start:
+            quoted = True
+        elif not quoted and byte == 0x0A:
+            return i + 1
+        at_start = not quoted and byte == 0x2C
+        i += 1
+    return 0
 
 
 @functools.lru_cache(maxsize=8)  # the pieces and the offsets of a file both ask

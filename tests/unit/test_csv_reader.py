@@ -303,3 +303,29 @@ def test_a_quoted_header_name_may_span_lines(tmp_path):
     text = {"id": pa.string(), "my\nnote": pa.string(), "amount": pa.string()}
     rows = [row for _, b in tableio.iter_batches([path], 100, text, {**text, "amount": pa.float64()}) for row in b.to_pylist()]
     assert rows == [{"id": "r1", "my\nnote": "a\nb", "amount": 1.5}, {"id": "r2", "my\nnote": "x", "amount": 2.0}]
+
+
+def test_a_quote_inside_a_header_name_is_itself_and_no_row_is_read_twice(tmp_path, monkeypatch):
+    """pyarrow opens a quoted name only where a name starts: height (in") is a name with a quote
+    in it, and the header row still ends at its own line end, however the rows after it quote."""
+    path = tmp_path / "inches.csv"
+    lines = ['id,height (in"),note', "r0,1.5,x", 'r1,2.5,12" pipe'] + [f"r{i},{i}.5,x" for i in range(2, 100)]
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 200)
+    text = {"id": pa.string(), "height (in\")": pa.string(), "note": pa.string()}
+    ids = [v for _, b in tableio.iter_batches([path], 100, text, dict(text)) for v in b.column("id").to_pylist()]
+    assert ids == [f"r{i}" for i in range(100)]
+
+
+def test_a_parsed_piece_holds_no_bytes_of_its_buffer(tmp_path):
+    """The pieces' buffers are reused once parsed: pyarrow's CSV tables must hold copies of the
+    values, not views into the bytes they were parsed from."""
+    path = tmp_path / "in.csv"
+    path.write_text("id,name,amount\n" + "".join(f'r{i},"name {i}",{i}.5\n' for i in range(50)))
+    header, piece = list(tableio._csv_pieces(path, 1 << 20, spare=[]))
+    assert isinstance(piece, memoryview) and isinstance(piece.obj, bytearray)
+    text = {"id": pa.string(), "name": pa.string(), "amount": pa.string()}
+    table, typed = tableio._parse_piece(piece, {}, text, {**text, "amount": pa.float64()})
+    before = table.to_pylist()
+    piece.obj[:] = b"x" * len(piece.obj)
+    assert typed and table.to_pylist() == before and before[7] == {"id": "r7", "name": "name 7", "amount": 7.5}
