@@ -74,8 +74,8 @@ def _resolve_inputs(spec: str) -> list[Path]:
 # (1M rows x 32 columns: 4.5 s at 6 MB, 6.9 s at 60 MB) and take more memory.
 CSV_MAX_BLOCK = 8 << 20
 # The typed fast path parses pieces this size, each on one thread (several pieces at once):
-# measured on 1M rows x 32 columns in the job, 1.75 s against 1.95 s for 1 MB pieces and 2.0 s
-# for pyarrow's own threads on 8 MB blocks, whose hand-offs cost ~40% more CPU.
+# measured on 1M rows x 32 columns in the job, 1.55 s against 1.6 s for 2 MB pieces (8 MB: no
+# faster) and 2.0 s for pyarrow's own threads on 8 MB blocks, whose hand-offs cost ~40% more CPU.
 CSV_PARSE_BYTES = 4 << 20
 CSV_PARSE_THREADS = min(4, usable_cpus())
 # Room a piece's buffer has for the row begun in the read before, so the buffer can be reused.
