@@ -226,10 +226,10 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
     digest = blake3.blake3() if hashes is not None else None
     spare: list[bytearray] = []  # the buffers of pieces parsed, for the pieces to come
     pieces = _csv_pieces(path, min(block, CSV_PARSE_BYTES), digest, spare)
-    header = next(pieces, None)
-    if header is None:
+    header_line = next(pieces, None)  # (the header line comes first)
+    if header_line is None:
         return
-    first = next(pieces)
+    header, first = bytes(header_line), next(pieces)
     framing = len(header) + len(_empty_row(header))  # each piece's bytes that are not the file's
     first_result = _parse_piece(first, {}, text_types, fast_types)
     if first_result is None:
@@ -304,7 +304,7 @@ def _pinned_types(schema: pa.Schema, named: dict[str, pa.DataType]) -> dict[str,
     return {f.name: pa.string() if pa.types.is_null(f.type) else f.type for f in schema if f.name not in named}
 
 
-def _parse_piece(data: bytes, pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
+def _parse_piece(data: bytes | memoryview, pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
                  fast_types: dict[str, pa.DataType]) -> tuple[pa.Table, bool] | None:
     """A piece (see _csv_pieces) parsed on this thread with `fast_types`, or else `text_types`,
     without its closing row of empty cells; and whether it was the former. None when neither
