@@ -413,39 +413,46 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None,
         yield header
         closing = _empty_row(header)
         rest, yielded = b"", False
+        buffer: bytearray | None = None  # the piece being filled: header, rows, up to `filled`
+        filled = 0
         while True:
-            # Read into a buffer behind the header and the row begun in the read before: the bytes
-            # are copied once, and a reused buffer is neither zeroed nor faulted in again (a join
-            # after each read, then a new zeroed buffer, held the GIL for ~15% of a CSV job).
-            lead = len(header) + len(rest)
-            needed = lead + max(size, len(pending)) + len(closing)
-            buffer = spare.pop() if spare else bytearray(needed + PIECE_SLACK)
-            if len(buffer) < needed:
-                buffer = bytearray(needed + PIECE_SLACK)
-            view = memoryview(buffer)
-            view[:lead] = header + rest
-            if pending:  # what the header's read brought after it
-                got = len(pending)
-                view[lead:lead + got], pending = pending, b""
-            else:
-                got = f.readinto(view[lead:lead + size])
-                if not got:
-                    break
-                if digest is not None:
-                    digest.update(view[lead:lead + got])
-            end = lead + got
-            cut = _last_row_end(buffer, len(header), lead, end)
-            if cut == 0 and len(rest) > 4 * size:
+            if buffer is None:
+                # Read into a buffer behind the header and the row begun in the read before: the
+                # bytes are copied once, and a reused buffer is neither zeroed nor faulted in
+                # again (a join after each read, then a new zeroed buffer, held the GIL for ~15%
+                # of a CSV job).
+                filled = len(header) + len(rest)
+                needed = filled + max(size, len(pending)) + len(closing)
+                buffer = spare.pop() if spare else None
+                if buffer is None or len(buffer) < needed:
+                    buffer = bytearray(needed + PIECE_SLACK)
+                buffer[:filled] = header + rest
+            elif len(buffer) < filled + size + len(closing):  # a long row: twice the room
+                grown = bytearray(2 * len(buffer) + size)
+                grown[:filled] = memoryview(buffer)[:filled]
+                buffer = grown
+            with memoryview(buffer) as view:
+                if pending:  # what the header's read brought after it
+                    got = len(pending)
+                    view[filled:filled + got], pending = pending, b""
+                elif got := f.readinto(view[filled:filled + size]):
+                    if digest is not None:
+                        digest.update(view[filled:filled + got])
+            if not got:
+                rest = bytes(memoryview(buffer)[len(header):filled])
+                break
+            start, filled = filled, filled + got  # this read's bytes
+            cut = _last_row_end(buffer, len(header), start, filled)
+            if cut == 0 and start - len(header) > 4 * size:
                 # Every line end for 4 pieces looks quoted: most likely a stray " (12" for inches),
                 # so cut at a line end rather than hold the file; the closing row checks the guess.
-                cut = buffer.rfind(b"\n", lead, end) + 1
+                cut = buffer.rfind(b"\n", start, filled) + 1
             if cut == 0:  # no row ends in this read: a long row, read on
-                rest = bytes(view[len(header):end])
                 continue
-            rest = bytes(view[cut:end])
-            view[cut:cut + len(closing)] = closing
-            yield view[:cut + len(closing)]
-            yielded = True
+            rest = bytes(memoryview(buffer)[cut:filled])
+            buffer[cut:cut + len(closing)] = closing
+            yield memoryview(buffer)[:cut + len(closing)]
+            buffer, yielded = None, True
         if rest or not yielded:
             yield b"".join((header, rest, b"" if not rest or rest.endswith(b"\n") else b"\n", closing))
 
