@@ -438,9 +438,15 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None,
                 elif got := f.readinto(view[filled:filled + size]):
                     if digest is not None:
                         digest.update(view[filled:filled + got])
-            if not got:
-                rest = bytes(memoryview(buffer)[len(header):filled])
-                break
+            if not got:  # the file's end: the rows left are the last piece (a file of no rows: the header)
+                if filled == len(header) and yielded:
+                    return
+                if filled > len(header) and buffer[filled - 1] != 0x0A:  # a last row with no line end
+                    buffer[filled] = 0x0A
+                    filled += 1
+                buffer[filled:filled + len(closing)] = closing
+                yield memoryview(buffer)[:filled + len(closing)]
+                return
             start, filled = filled, filled + got  # this read's bytes
             cut = _last_row_end(buffer, len(header), start, filled)
             if cut == 0 and start - len(header) > 4 * size:
@@ -453,8 +459,6 @@ def _csv_pieces(path: DataFile, size: int, digest: Any = None,
             buffer[cut:cut + len(closing)] = closing
             yield memoryview(buffer)[:cut + len(closing)]
             buffer, yielded = None, True
-        if rest or not yielded:
-            yield b"".join((header, rest, b"" if not rest or rest.endswith(b"\n") else b"\n", closing))
 
 
 def _header_line(f: Any, size: int, digest: Any = None) -> tuple[bytes | None, bytes]:
