@@ -63,3 +63,20 @@ def test_table_rows_with_text_in_a_numeric_column_are_reported_by_row():
 def test_missing_column_is_named():
     with pytest.raises(InvalidRecordsError, match="'support'"):
         Featurizer(SCHEMA).transform_table(pa.table({"age": [1], "plan": ["basic"]}))
+
+
+def test_a_table_of_many_rows_and_columns_lands_in_the_matrix_row_by_row():
+    # More rows than one fill block, and a count that no block size divides; an infinity late
+    # in the table is still named by its row.
+    schema = FeatureSchema(tuple(Feature(f"x{j}", "numeric", "float64") for j in range(40)),
+                           target="y", task="regression", classes=())
+    rows = 30_011
+    values = np.random.default_rng(3).normal(size=(rows, 40))
+    values[29_999, 7] = np.inf
+    table = pa.table({f"x{j}": values[:, j] for j in range(40)})
+    features = Featurizer(schema).transform_table(table, first_row=5)
+    assert features.matrix.flags["C_CONTIGUOUS"] and features.matrix.shape == (rows, 40)
+    expected = values.copy()
+    expected[29_999] = np.nan
+    np.testing.assert_array_equal(features.matrix, expected)
+    assert [(e.row, e.field) for e in features.errors] == [(30_004, "x7")]
