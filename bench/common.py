@@ -59,6 +59,7 @@ def print_ratios(title: str, medians: dict[str, float], baseline: str) -> None:
 class Measured:
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float = 0.0  # user + system, over all the command's threads
 
 
 # The MLflow that the benchmarks and the protocol tests compare with, in its own environment.
@@ -68,28 +69,30 @@ MLFLOW_PACKAGES = ["mlflow==3.17.2", "lightgbm==4.7.0"]
 _PEAK_WRAPPER = (
     "import resource, subprocess, sys, time;"
     "t = time.perf_counter(); code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode;"
-    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024);"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN);"
+    "print(time.perf_counter() - t, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime);"
     "sys.exit(code)"
 )
 
 
 def measure(command: list[str], env: dict[str, str] | None = None) -> Measured:
-    """Wall time and peak resident memory of one command run to completion."""
+    """Wall time, peak resident memory and CPU time of one command run to completion."""
     result = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *command], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{command[:3]} failed:\n{result.stderr[-2000:]}")
-    seconds, rss = result.stdout.split()[-2:]
-    return Measured(float(seconds), float(rss))
+    seconds, rss, cpu = result.stdout.split()[-3:]
+    return Measured(float(seconds), float(rss), float(cpu))
 
 
 def measure_interleaved(commands: dict[str, list[str]], repeat: int) -> dict[str, Measured]:
-    """Median time and peak RSS of each command, run in turn `repeat` times."""
+    """Median time, peak RSS and CPU time of each command, run in turn `repeat` times."""
     runs: dict[str, list[Measured]] = {name: [] for name in commands}
     for _ in range(repeat):
         for name, command in commands.items():
             runs[name].append(measure(command))
     return {
-        name: Measured(statistics.median(m.seconds for m in ms), statistics.median(m.peak_rss_mb for m in ms))
+        name: Measured(statistics.median(m.seconds for m in ms), statistics.median(m.peak_rss_mb for m in ms),
+                       statistics.median(m.cpu_seconds for m in ms))
         for name, ms in runs.items()
     }
 
