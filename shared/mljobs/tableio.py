@@ -231,13 +231,14 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
         return
     header, first = bytes(header_line), next(pieces)
     framing = len(header) + len(_empty_row(header))  # each piece's bytes that are not the file's
-    first_result = _parse_piece(first, {}, text_types, fast_types)
+    first_result = _parse_piece(first, _piece_options({}, text_types, fast_types))
     if first_result is None:
         pieces.close()
         yield from _streamed_csv(path, header, len(header), block, text_types, None)
         return
     first_table, typed = first_result
     pinned = _pinned_types(first_table.schema, fast_types)
+    options = _piece_options(pinned, text_types, fast_types)  # (built once: every piece takes the same)
     first_table = first_table.cast(pa.schema([pa.field(f.name, pinned.get(f.name, f.type)) for f in first_table.schema]))
 
     gathered: list[pa.Table] = []
@@ -265,7 +266,7 @@ def _typed_csv(path: DataFile, block: int, text_types: dict[str, pa.DataType],
                 return result, len(piece)
 
             for piece in pieces:
-                ahead.append((pool.submit(_parse_piece, piece, pinned, text_types, fast_types), piece))
+                ahead.append((pool.submit(_parse_piece, piece, options), piece))
                 if len(ahead) > 2 * CSV_PARSE_THREADS:
                     yield oldest()
             while ahead:
@@ -304,16 +305,26 @@ def _pinned_types(schema: pa.Schema, named: dict[str, pa.DataType]) -> dict[str,
     return {f.name: pa.string() if pa.types.is_null(f.type) else f.type for f in schema if f.name not in named}
 
 
-def _parse_piece(data: bytes | memoryview, pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
-                 fast_types: dict[str, pa.DataType]) -> tuple[pa.Table, bool] | None:
-    """A piece (see _csv_pieces) parsed on this thread with `fast_types`, or else `text_types`,
-    without its closing row of empty cells; and whether it was the former. None when neither
-    parse takes it, or when that row did not come back as a row of empty cells: the piece then
-    ended inside a quoted value, as pyarrow reads it (a stray quote misled the cut)."""
+PieceOptions = tuple[tuple[dict[str, Any], bool], ...]
+
+
+def _piece_options(pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
+                   fast_types: dict[str, pa.DataType]) -> PieceOptions:
+    """The two ways to parse a piece, in the order tried: with `fast_types` (typed), else
+    `text_types`; the columns named in neither take `pinned`. On the calling thread only."""
+    return tuple((csvdialect.arrow_options({**pinned, **types}, threads=False), typed)
+                 for types, typed in ((fast_types, True), (text_types, False)))
+
+
+def _parse_piece(data: bytes | memoryview, options: PieceOptions) -> tuple[pa.Table, bool] | None:
+    """A piece (see _csv_pieces) parsed with the first of `options` that takes it, without its
+    closing row of empty cells; and whether that was the typed one. None when neither parse
+    takes it, or when that row did not come back as a row of empty cells: the piece then ended
+    inside a quoted value, as pyarrow reads it (a stray quote misled the cut)."""
     buffer = pa.py_buffer(data)
-    for types, typed in ((fast_types, True), (text_types, False)):
+    for arrow_options, typed in options:
         try:
-            table = pacsv.read_csv(buffer, **csvdialect.arrow_options({**pinned, **types}, threads=False))
+            table = pacsv.read_csv(buffer, **arrow_options)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             continue
         last = table.num_rows - 1

@@ -325,7 +325,7 @@ def test_a_parsed_piece_holds_no_bytes_of_its_buffer(tmp_path):
     header, piece = list(tableio._csv_pieces(path, 1 << 20, spare=[]))
     assert isinstance(piece, memoryview) and isinstance(piece.obj, bytearray)
     text = {"id": pa.string(), "name": pa.string(), "amount": pa.string()}
-    table, typed = tableio._parse_piece(piece, {}, text, {**text, "amount": pa.float64()})
+    table, typed = tableio._parse_piece(piece, tableio._piece_options({}, text, {**text, "amount": pa.float64()}))
     before = table.to_pylist()
     piece.obj[:] = b"x" * len(piece.obj)
     assert typed and table.to_pylist() == before and before[7] == {"id": "r7", "name": "name 7", "amount": 7.5}
