@@ -22,7 +22,8 @@ from .featurize import Features
 from .outputs import OutputRoot, TableWriter
 from .predictor import Predictor
 from .schema import NUMERIC
-from .tableio import DataFile, fingerprint_in_background, iter_batches, quick_fingerprint
+from .datafile import DataFile
+from .tableio import fingerprint_in_background, iter_batches, quick_fingerprint
 
 log = logging.getLogger("mljobs.predict")
 

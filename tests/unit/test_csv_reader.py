@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from mljobs import csvdialect, demo, tableio
+from mljobs import csvdialect, demo, tableio, typed_csv
 from mljobs.featurize import Featurizer
 from mljobs.schema import CATEGORICAL, NUMERIC, Feature, FeatureSchema
 
@@ -100,8 +100,8 @@ def test_values_spanning_lines_read_alike_wherever_the_pieces_are_cut(tmp_path, 
     path = tmp_path / "spans.csv"
     path.write_text(text.getvalue())
     whole = pacsv.read_csv(path, **csvdialect.arrow_options({c: pa.string() for c in rows[0]}))
-    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 997)  # ~200 pieces, cut all over the file
-    assert len(list(tableio._csv_pieces(path, 997))) > 150  # (the header, then the pieces)
+    monkeypatch.setattr(typed_csv, "CSV_PARSE_BYTES", 997)  # ~200 pieces, cut all over the file
+    assert len(list(typed_csv._csv_pieces(path, 997))) > 150  # (the header, then the pieces)
     batches = [b for _, b in tableio.iter_batches([path], 100, TEXT, TYPED)]
     for column in ("id", "plan", "note"):  # (the batch with the bad value is all text: read apart)
         assert [v for b in batches for v in b.column(column).to_pylist()] == whole.column(column).to_pylist()
@@ -185,7 +185,7 @@ def test_csv_pieces_each_start_with_the_header_and_together_are_the_file(tmp_pat
     path = tmp_path / "in.csv"
     path.write_bytes(text.encode())
     digest = blake3.blake3()
-    header, *pieces = [bytes(p) for p in tableio._csv_pieces(path, 16, digest)] or [None]
+    header, *pieces = [bytes(p) for p in typed_csv._csv_pieces(path, 16, digest)] or [None]
     assert digest.hexdigest() == blake3.blake3(text.encode()).hexdigest()
     if not text:
         assert header is None and pieces == []
@@ -220,8 +220,8 @@ def test_a_bare_quote_inside_a_value_is_itself_and_memory_stays_bounded(tmp_path
     inches = '12"'
     lines = ["id,age,charges,plan,size"] + [f"r{i},{30 + i % 40},{i % 97}.5,basic,{inches if i == 3 else 'small'}" for i in range(5_000)]
     path.write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 1_000)
-    assert max(len(p) for p in tableio._csv_pieces(path, 1_000)) < 6_000
+    monkeypatch.setattr(typed_csv, "CSV_PARSE_BYTES", 1_000)
+    assert max(len(p) for p in typed_csv._csv_pieces(path, 1_000)) < 6_000
     batches = [b for _, b in tableio.iter_batches([path], 100, TEXT, TYPED)]
     sizes = [v for b in batches for v in b.column("size").to_pylist()]
     assert len(sizes) == 5_000 and sizes[3] == '12"' and sizes.count("small") == 4_999
@@ -231,7 +231,7 @@ SPAN_TYPES = {"id": pa.string(), "size": pa.string(), "note": pa.string()}
 
 
 def read_in_small_pieces(path, monkeypatch) -> list[dict]:
-    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 64)
+    monkeypatch.setattr(typed_csv, "CSV_PARSE_BYTES", 64)
     return [r for _, b in tableio.iter_batches([path], 10, {"size": pa.string()}, {"size": pa.float64()}) for r in b.to_pylist()]
 
 
@@ -311,7 +311,7 @@ def test_a_quote_inside_a_header_name_is_itself_and_no_row_is_read_twice(tmp_pat
     path = tmp_path / "inches.csv"
     lines = ['id,height (in"),note', "r0,1.5,x", 'r1,2.5,12" pipe'] + [f"r{i},{i}.5,x" for i in range(2, 100)]
     path.write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 200)
+    monkeypatch.setattr(typed_csv, "CSV_PARSE_BYTES", 200)
     text = {"id": pa.string(), "height (in\")": pa.string(), "note": pa.string()}
     ids = [v for _, b in tableio.iter_batches([path], 100, text, dict(text)) for v in b.column("id").to_pylist()]
     assert ids == [f"r{i}" for i in range(100)]
@@ -322,10 +322,10 @@ def test_a_parsed_piece_holds_no_bytes_of_its_buffer(tmp_path):
     values, not views into the bytes they were parsed from."""
     path = tmp_path / "in.csv"
     path.write_text("id,name,amount\n" + "".join(f'r{i},"name {i}",{i}.5\n' for i in range(50)))
-    header, piece = list(tableio._csv_pieces(path, 1 << 20, spare=[]))
+    header, piece = list(typed_csv._csv_pieces(path, 1 << 20, spare=[]))
     assert isinstance(piece, memoryview) and isinstance(piece.obj, bytearray)
     text = {"id": pa.string(), "name": pa.string(), "amount": pa.string()}
-    table, typed = tableio._parse_piece(piece, tableio._piece_options({}, text, {**text, "amount": pa.float64()}))
+    table, typed = typed_csv._parse_piece(piece, typed_csv._piece_options({}, text, {**text, "amount": pa.float64()}))
     before = table.to_pylist()
     piece.obj[:] = b"x" * len(piece.obj)
     assert typed and table.to_pylist() == before and before[7] == {"id": "r7", "name": "name 7", "amount": 7.5}

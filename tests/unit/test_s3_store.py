@@ -250,7 +250,7 @@ def test_the_holder_follows_an_alias_in_s3_and_keeps_serving_when_the_store_goes
 def test_a_csv_object_reads_as_the_same_file_on_disk_does(s3_env, tmp_path, monkeypatch):
     """The CSV pieces read an object's stream as they read a file: the same rows, values spanning
     lines and all, cut into many pieces."""
-    from mljobs import tableio
+    from mljobs import tableio, typed_csv
     from mljobs.objectstore import S3Path
 
     notes = ["two\nlines", "one", "one", "one", "one"]
@@ -259,7 +259,7 @@ def test_a_csv_object_reads_as_the_same_file_on_disk_does(s3_env, tmp_path, monk
     (tmp_path / "in.csv").write_bytes(data)
     with s3_env.server.client().open_output_stream(s3_env.key("in/notes.csv")) as out:  # type: ignore[attr-defined]
         out.write(data)
-    monkeypatch.setattr(tableio, "CSV_PARSE_BYTES", 2_000)
+    monkeypatch.setattr(typed_csv, "CSV_PARSE_BYTES", 2_000)
     text = {"id": pa.string(), "note": pa.string(), "amount": pa.string()}
     typed = {**text, "amount": pa.float64()}
 

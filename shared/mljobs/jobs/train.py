@@ -14,7 +14,8 @@ import yaml
 from .. import demo
 from ..errors import UsageError
 from ..runs import RunRecord
-from ..tableio import DataFile, fingerprint, read_table, resolve_inputs
+from ..datafile import DataFile
+from ..tableio import fingerprint, read_table, resolve_inputs
 from ..training import TrainSpec, publish, train
 from ..mlflow_tracking import log_training_run
 from .store_option import STORE_DEFAULT, add_store_flag, job_store
