@@ -16,13 +16,13 @@ import numpy as np
 import pyarrow as pa
 
 from . import demo
+from .datafile import DataFile
 from .errors import BadInputError, FieldError, InvalidRecordsError
 from .explain_columns import explanation_columns
 from .featurize import Features
 from .outputs import OutputRoot, TableWriter
 from .predictor import Predictor
 from .schema import NUMERIC
-from .datafile import DataFile
 from .tableio import fingerprint_in_background, iter_batches, quick_fingerprint
 
 log = logging.getLogger("mljobs.predict")

@@ -31,8 +31,3 @@ def open_file(path: DataFile) -> Any:
     if isinstance(path, S3Path):
         return filesystem().open_input_file(path.path)
     return str(path)
-
-
-def arrow_message(exc: Exception) -> str:
-    """The first line of a pyarrow error, which says what is wrong (the rest is its context)."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -76,3 +76,8 @@ class FieldErrors:
     def raise_if_any(self) -> None:
         if self.total:
             raise InvalidRecordsError(self.kept, self.total)
+
+
+def arrow_message(exc: Exception) -> str:
+    """The first line of a pyarrow error, which says what is wrong (the rest is its context)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from . import csvdialect
-from .datafile import DataFile, arrow_message, open_bytes, open_file, open_stream
-from .errors import BadInputError, UsageError
+from .datafile import DataFile, open_bytes, open_file, open_stream
+from .errors import BadInputError, UsageError, arrow_message
 from .objectstore import S3Path, filesystem, is_s3, list_objects, translated
 from .typed_csv import typed_batches
 
@@ -197,7 +197,6 @@ def iter_batches(
             raise BadInputError(f"cannot read {f.name}: {arrow_message(exc)}") from exc
 
 
-
 def _csv_block_size(path: DataFile, chunk_rows: int) -> int:
     """CSV batches are cut by bytes: size them from the file's own row length (measured on its
     first megabyte) to hold about chunk_rows rows, but no more than CSV_MAX_BLOCK bytes."""
@@ -205,8 +204,6 @@ def _csv_block_size(path: DataFile, chunk_rows: int) -> int:
         sample = bytes(f.read(1 << 20))
     row_bytes = len(sample) / max(1, sample.count(b"\n"))
     return int(min(max(chunk_rows * row_bytes, 1 << 16), CSV_MAX_BLOCK))
-
-
 
 
 # --- objects in S3 ------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import pyarrow.csv as pacsv
 
 from . import csvdialect
 from .cpus import usable_cpus
-from .datafile import DataFile, arrow_message, open_bytes
-from .errors import BadInputError
+from .datafile import DataFile, open_bytes
+from .errors import BadInputError, arrow_message
 
 # The typed fast path parses pieces this size, each on one thread (several pieces at once):
 # measured on 1M rows x 32 columns in the job, 1.55 s against 1.6 s for 2 MB pieces (8 MB: no
@@ -124,18 +124,20 @@ def _pinned_types(schema: pa.Schema, named: dict[str, pa.DataType]) -> dict[str,
     return {f.name: pa.string() if pa.types.is_null(f.type) else f.type for f in schema if f.name not in named}
 
 
-PieceOptions = tuple[tuple[dict[str, Any], bool], ...]
+# The ways to parse a piece (see _piece_options); the parse threads share them, read only.
+_PieceOptions = tuple[tuple[dict[str, Any], bool], ...]
 
 
 def _piece_options(pinned: dict[str, pa.DataType], text_types: dict[str, pa.DataType],
-                   fast_types: dict[str, pa.DataType]) -> PieceOptions:
+                   fast_types: dict[str, pa.DataType]) -> _PieceOptions:
     """The two ways to parse a piece, in the order tried: with `fast_types` (typed), else
-    `text_types`; the columns named in neither take `pinned`. On the calling thread only."""
+    `text_types`; the columns named in neither take `pinned`. Without pyarrow's own threads: each
+    piece is parsed on the thread that takes it."""
     return tuple((csvdialect.arrow_options({**pinned, **types}, threads=False), typed)
                  for types, typed in ((fast_types, True), (text_types, False)))
 
 
-def _parse_piece(data: bytes | memoryview, options: PieceOptions) -> tuple[pa.Table, bool] | None:
+def _parse_piece(data: bytes | memoryview, options: _PieceOptions) -> tuple[pa.Table, bool] | None:
     """A piece (see _csv_pieces) parsed with the first of `options` that takes it, without its
     closing row of empty cells; and whether that was the typed one. None when neither parse
     takes it, or when that row did not come back as a row of empty cells: the piece then ended

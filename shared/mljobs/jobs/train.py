@@ -12,9 +12,9 @@ import pyarrow as pa
 import yaml
 
 from .. import demo
+from ..datafile import DataFile
 from ..errors import UsageError
 from ..runs import RunRecord
-from ..datafile import DataFile
 from ..tableio import fingerprint, read_table, resolve_inputs
 from ..training import TrainSpec, publish, train
 from ..mlflow_tracking import log_training_run
