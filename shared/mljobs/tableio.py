@@ -22,6 +22,7 @@ from .errors import BadInputError, UsageError, arrow_message
 from .objectstore import S3Path, filesystem, is_s3, list_objects, translated
 from .typed_csv import typed_batches
 
+
 class NoInputFiles(BadInputError):
     """A folder or pattern that names no data files (for a scheduled job: nothing new yet)."""
 
@@ -184,7 +185,7 @@ def iter_batches(
                 block = _csv_block_size(f, chunk_rows)
                 if fast_types:
                     batches: Iterator[pa.RecordBatch] = typed_batches(f, block, column_types or {}, fast_types,
-                                                                   hashes if isinstance(f, Path) else None)
+                                                                      hashes if isinstance(f, Path) else None)
                 else:
                     batches = iter(pacsv.open_csv(open_stream(f), **csvdialect.arrow_options(column_types, block)))
             else:
